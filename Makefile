@@ -1,0 +1,38 @@
+# Two commands for a newcomer: `make run` (the app on 127.0.0.1:7860) and `make test`.
+# Each creates .venv and installs what it needs the first time (and when requirements change).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+ARGS   ?=
+
+.PHONY: run test bench clean-cache help
+
+help:
+	@echo "make run    - start the app on http://127.0.0.1:7860 (ARGS='--help' for flags)"
+	@echo "make test   - run the test suite (needs ANIMEGAN_WEIGHTS_DIR, default ../shared/weights)"
+	@echo "make bench  - run the benchmarks, write bench/RESULTS.md"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.runtime: requirements.txt | $(BIN)/python
+	$(BIN)/python -m pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	touch $(VENV)/.runtime $@
+
+run: $(VENV)/.runtime
+	$(BIN)/python app.py $(ARGS)
+
+test: $(VENV)/.dev
+	$(BIN)/python -m pytest $(ARGS)
+
+bench: $(VENV)/.dev
+	$(BIN)/python -m bench $(ARGS)
+
+clean-cache:
+	rm -rf .cache/results
