@@ -1,0 +1,113 @@
+"""Run-time settings, from command-line flags over environment variables over defaults.
+
+One table serves the app and the CLI, so `ANIMEGAN_CACHE_DIR=... python app.py` and
+`python app.py --cache-dir ...` mean the same thing, and a flag always wins. The host
+falls back to `GRADIO_SERVER_NAME`/`GRADIO_SERVER_PORT`, which Hugging Face Spaces set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Callable
+
+DEFAULT_CACHE_DIR = Path(".cache") / "results"
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+def _size(text: str) -> int:
+    """Bytes from '1073741824', '512MB' or '2GB' (powers of 1024)."""
+    units = {"KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
+    value = text.strip().upper()
+    for suffix, factor in units.items():
+        if value.endswith(suffix):
+            return int(float(value[: -len(suffix)]) * factor)
+    return int(value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything an operator can set; see the README's configuration table."""
+
+    host: str = "127.0.0.1"
+    port: int = 7860
+    share: bool = False
+    mcp: bool = False
+    cache_dir: Path = DEFAULT_CACHE_DIR
+    cache_url: str | None = None
+    no_cache: bool = False
+    cache_size: int = 1 << 30
+    ttl: float = 7 * 24 * 3600.0
+    threshold: int | None = None
+    weights_dir: Path | None = None
+    offline: bool = False
+    max_side: int | None = None
+    precision: str = "auto"
+    inference_workers: int = 1
+    max_pending: int = 24
+
+
+# flag -> (environment variable, parser, help). The dest of each flag is a Settings field.
+_OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
+    "host": ("ANIMEGAN_HOST", str, "interface to listen on (default 127.0.0.1)"),
+    "port": ("ANIMEGAN_PORT", int, "port to listen on (default 7860)"),
+    "share": ("ANIMEGAN_SHARE", _bool, "also open a public *.gradio.live link"),
+    "mcp": ("ANIMEGAN_MCP", _bool, "serve Gradio's MCP server at /gradio_api/mcp/"),
+    "cache_dir": ("ANIMEGAN_CACHE_DIR", Path, "result cache directory (default .cache/results)"),
+    "cache_url": ("ANIMEGAN_CACHE_URL", str, "shared cache server, e.g. redis://host:6379/0"),
+    "no_cache": ("ANIMEGAN_NO_CACHE", _bool, "run without the result cache"),
+    "cache_size": ("ANIMEGAN_CACHE_SIZE", _size, "cache byte budget, e.g. 1GB (default)"),
+    "ttl": ("ANIMEGAN_TTL", float, "seconds a cached result lives (default 7 days; 0 = keep)"),
+    "threshold": ("ANIMEGAN_THRESHOLD", int, "fuzzy-tier pHash distance in bits (0 = exact only)"),
+    "weights_dir": ("ANIMEGAN_WEIGHTS_DIR", Path, "directory holding the generator weights"),
+    "offline": ("ANIMEGAN_OFFLINE", _bool, "never download missing weights"),
+    "max_side": ("ANIMEGAN_MAX_SIDE", int, "longest side the model sees, in pixels"),
+    "precision": ("ANIMEGAN_PRECISION", str, "auto, fp32 or bf16"),
+    "inference_workers": ("ANIMEGAN_INFERENCE_WORKERS", int, "inferences run at once per process"),
+    "max_pending": ("ANIMEGAN_MAX_PENDING", int, "uncached requests allowed to wait before 'busy'"),
+}
+
+_BOOL_FLAGS = {"share", "mcp", "no_cache", "offline"}
+
+
+def add_arguments(parser: argparse.ArgumentParser, names: list[str]) -> None:
+    """Add the flags `names` (Settings fields) to `parser`; unset flags stay None."""
+    for name in names:
+        env, parse, help_text = _OPTIONS[name]
+        flag = "--" + name.replace("_", "-")
+        if name in _BOOL_FLAGS:
+            parser.add_argument(flag, action="store_true", default=None, help=f"{help_text} [{env}]")
+        else:
+            choices = ["auto", "fp32", "bf16"] if name == "precision" else None
+            parser.add_argument(flag, type=parse, default=None, choices=choices, help=f"{help_text} [{env}]")
+
+
+def resolve(args: argparse.Namespace | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Settings from parsed flags, then the environment, then the defaults."""
+    environ = dict(os.environ if environ is None else environ)
+    environ.setdefault("ANIMEGAN_HOST", environ.get("GRADIO_SERVER_NAME", ""))
+    environ.setdefault("ANIMEGAN_PORT", environ.get("GRADIO_SERVER_PORT", ""))
+    values: dict[str, Any] = {}
+    for field in fields(Settings):
+        flag_value = getattr(args, field.name, None) if args is not None else None
+        if flag_value is not None:
+            values[field.name] = flag_value
+            continue
+        env, parse, _ = _OPTIONS[field.name]
+        raw = environ.get(env, "")
+        if raw.strip():
+            try:
+                values[field.name] = parse(raw)
+            except ValueError as exc:
+                raise SystemExit(f"error: {env}={raw!r} is not valid: {exc}") from None
+    return Settings(**values)
