@@ -1,0 +1,38 @@
+"""Which styles can be used now, and for the others, how to get them.
+
+At start the app asks once: a style whose weights are missing is downloaded when a URL
+is known and the machine is online; otherwise it is listed as unavailable with the
+engine's own message (which names the file and where to put it).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from animegan.errors import WeightsError
+from animegan.styles import STYLES, Style
+from animegan.weights import ensure_weights
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StyleStatus:
+    style: Style
+    available: bool
+    note: str = ""
+
+
+def style_catalog(weights_dir: Path | None, *, download: bool) -> list[StyleStatus]:
+    """Every registered style, in registry order, with whether it can run now."""
+    statuses = []
+    for style in STYLES.values():
+        try:
+            ensure_weights(style.name, weights_dir, download=download and bool(style.url))
+            statuses.append(StyleStatus(style, True))
+        except WeightsError as exc:
+            log.warning("style %s unavailable: %s", style.name, exc)
+            statuses.append(StyleStatus(style, False, str(exc)))
+    return statuses

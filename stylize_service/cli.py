@@ -1,0 +1,93 @@
+"""`python -m animegan`: stylize photos from the command line through the cached service.
+
+Batch runs share the app's cache (`--cache-dir`), so re-running over a folder costs
+milliseconds per photo already done. A bad input prints one line and the rest go on;
+the exit status is 1 if any input failed, 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from . import build_service, settings as settings_module
+from .outcome import format_duration
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m animegan",
+        description="Turn photos into anime-style images (AnimeGANv2), with a result cache.",
+    )
+    parser.add_argument("inputs", nargs="*", type=Path, help="image files or folders")
+    parser.add_argument("-o", "--outdir", type=Path, default=Path("stylized"), help="output folder (default ./stylized)")
+    parser.add_argument("--style", default="hayao", help="style name (see --list-styles)")
+    parser.add_argument("--list-styles", action="store_true", help="list the styles and whether each is available")
+    parser.add_argument("--force", action="store_true", help="skip the cache look-up (still stores the result)")
+    settings_module.add_arguments(
+        parser, ["weights_dir", "max_side", "precision", "cache_dir", "no_cache", "threshold", "offline"]
+    )
+    return parser
+
+
+def expand(inputs: list[Path]) -> list[Path]:
+    """Files as given, folders as their image files (sorted, not recursive)."""
+    paths: list[Path] = []
+    for item in inputs:
+        if item.is_dir():
+            paths.extend(sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            paths.append(item)
+    return paths
+
+
+def list_styles(settings: settings_module.Settings) -> int:
+    from .catalog import style_catalog
+
+    for status in style_catalog(settings.weights_dir, download=False):
+        mark = "available" if status.available else "missing"
+        print(f"{status.style.name:20} {mark:10} {status.style.label} ({status.style.license})")
+        if status.note:
+            print(f"{'':20} {status.note}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    settings = settings_module.resolve(args)
+    if args.list_styles:
+        return list_styles(settings)
+    paths = expand(args.inputs)
+    if not paths:
+        parser.error("no input images (give files or folders)")
+
+    from animegan.errors import AnimeGANError
+
+    try:
+        service = build_service(settings)
+        service.stylizer(args.style)  # load (or download) once, before the batch
+    except AnimeGANError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    args.outdir.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    with tqdm(paths, unit="photo", disable=len(paths) < 2, file=sys.stderr) as bar:
+        for path in bar:
+            try:
+                outcome = service.stylize(path, args.style, use_cache=not args.force)
+            except (AnimeGANError, OSError) as exc:
+                failures += 1
+                tqdm.write(f"{path}: {exc}", file=sys.stderr)
+                continue
+            target = args.outdir / f"{path.stem}_{args.style}.png"
+            target.write_bytes(outcome.png)
+            tqdm.write(f"{path} -> {target} ({outcome.badge()})")
+    return 1 if failures else 0
