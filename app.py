@@ -1,0 +1,230 @@
+"""Photo to anime: the Gradio app (UI only; the work happens in `stylize_service`).
+
+Run `python app.py` (127.0.0.1:7860) or `python app.py --help`. The same file runs
+unchanged as a Hugging Face Space.
+
+Cache hits never queue behind inference: the stylize handler is async and unlimited,
+looks the upload up on a small thread pool of its own, and only a miss goes on to the
+model's pool, where the service lets one inference run at a time per process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import gradio as gr
+
+from animegan.errors import AnimeGANError
+from stylize_service import build_service, format_duration, settings as settings_module
+from stylize_service.catalog import StyleStatus, style_catalog
+from stylize_service.result_files import ResultFiles
+from stylize_service.service import Job, StylizeService
+
+log = logging.getLogger("app")
+
+EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
+
+CSS = """
+#badge textarea { font-weight: 600; font-size: 1.05rem; text-align: center; }
+#badge.hit textarea { color: #047857; }
+.style-note { font-size: 0.9rem; opacity: 0.85; }
+footer { display: none !important; }
+"""
+
+
+class UploadedImage(gr.Image):
+    """An image input that hands over the uploaded file untouched.
+
+    `gr.Image(type="filepath")` still opens the file with Pillow before returning its
+    path, so a broken upload fails inside Gradio with a generic error. Skipping that lets
+    the service hash the raw bytes first and give bad files a clear message.
+    """
+
+    is_template = True  # rendered by the frontend's Image component
+
+    def preprocess(self, payload):
+        if payload is not None and payload.path and not (payload.url or "").startswith("data:"):
+            return str(payload.path)
+        return super().preprocess(payload)
+
+
+def parse_args(argv: list[str] | None = None) -> settings_module.Settings:
+    parser = argparse.ArgumentParser(description="Photo to anime, with a result cache.")
+    settings_module.add_arguments(
+        parser,
+        [
+            "host", "port", "share", "mcp", "cache_dir", "cache_url", "no_cache", "cache_size",
+            "ttl", "threshold", "weights_dir", "offline", "max_side", "precision",
+            "inference_workers", "max_pending",
+        ],
+    )
+    return settings_module.resolve(parser.parse_args(argv))
+
+
+def stats_markdown(service: StylizeService) -> str:
+    """The cache panel: hit rate, size, hits per tier and latency per kind."""
+    cache = service.cache
+    if cache is None:
+        return "**Cache off**: every request runs the model."
+    stats = cache.stats()
+    lines = []
+    if not getattr(cache, "healthy", True):
+        lines.append(f"**Cache unavailable**: {getattr(cache, 'status_message', '')} Requests still work, uncached.\n")
+    lines += [
+        f"**Hit rate** {stats.get('hit_rate', 0.0) * 100:.1f} % of {stats.get('lookups', 0)} look-ups · "
+        f"**{stats.get('entries', 0)}** results · **{stats.get('bytes', 0) / 2**20:.1f} MB** · "
+        f"waiting for the model: {service.pending}",
+        "",
+        "| kind | count | mean | p95 |",
+        "|---|---:|---:|---:|",
+    ]
+    for kind, label in [("exact", "exact hits"), ("fuzzy", "near-duplicate hits"),
+                        ("coalesced", "waited for identical"), ("miss", "generated")]:
+        count = stats.get({"exact": "exact_hits", "fuzzy": "fuzzy_hits"}.get(kind, kind + "es" if kind == "miss" else kind), 0)
+        mean = stats.get(f"{kind}_mean_ms")
+        p95 = stats.get(f"{kind}_p95_ms")
+        lines.append(
+            f"| {label} | {count} | {format_duration(mean) if mean else '–'} | {format_duration(p95) if p95 else '–'} |"
+        )
+    return "\n".join(lines)
+
+
+def style_markdown(status: StyleStatus) -> str:
+    style = status.style
+    text = f"**{style.label}**: {style.description} \nWeights license: {style.license}."
+    return f'<div class="style-note">{text}</div>'
+
+
+def build_ui(service: StylizeService, catalog: list[StyleStatus]) -> gr.Blocks:
+    available = [s for s in catalog if s.available]
+    missing = [s for s in catalog if not s.available]
+    by_name = {s.style.name: s for s in catalog}
+    files = ResultFiles()
+    lookups = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lookup")
+    inference = ThreadPoolExecutor(max_workers=service.max_pending + 2, thread_name_prefix="miss")
+
+    async def run(image: str | None, style: str, use_cache: bool, progress: gr.Progress):
+        if not image:
+            raise gr.Error("Upload a photo first (or pick an example).")
+        if style not in by_name or not by_name[style].available:
+            raise gr.Error(f"The style {style!r} is not available on this server.")
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(lookups, lambda: service.prepare(image, style, use_cache=use_cache))
+            if isinstance(result, Job):
+                progress(0.0, desc="Waiting for the model")
+                report = lambda done: progress(done, desc="Stylizing")  # noqa: E731
+                result = await loop.run_in_executor(inference, lambda: service.finish(result, report))
+        except AnimeGANError as exc:
+            raise gr.Error(str(exc)) from None
+        except Exception:
+            log.exception("stylize failed")
+            raise gr.Error("Something went wrong while stylizing this photo. Please try another.") from None
+        path = files.path_for(result.png, style)
+        return path, result.badge(), result.cache_info()
+
+    async def stylize(image: str | None, style: str, progress=gr.Progress()):
+        """Stylize a photo; a photo seen before comes back from the cache in milliseconds."""
+        return await run(image, style, True, progress)
+
+    async def regenerate(image: str | None, style: str, progress=gr.Progress()):
+        """Stylize a photo with the model even if it is cached, and refresh the cache."""
+        return await run(image, style, False, progress)
+
+    with gr.Blocks(title="Photo to anime", delete_cache=(3600, 3600)) as demo:
+        gr.Markdown(
+            "# Photo → anime\n"
+            "Turn a photo into an anime-style picture with AnimeGANv2. "
+            "Photos stylized before come back from the cache in milliseconds, "
+            "also when re-saved as another JPEG quality, size or format."
+        )
+        if not available:
+            gr.Markdown(
+                "## No style is available\nThis server found no generator weights. "
+                + " ".join(f"{s.note}" for s in missing[:1])
+            )
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1):
+                image = UploadedImage(
+                    label="Photo",
+                    type="filepath",
+                    image_mode=None,
+                    sources=["upload", "webcam", "clipboard"],
+                    height=420,
+                )
+                choices = [(s.style.label, s.style.name) for s in available]
+                style = gr.Radio(
+                    choices=choices,
+                    value=choices[0][1] if choices else None,
+                    label="Style",
+                )
+                note = gr.HTML(style_markdown(available[0]) if available else "")
+                with gr.Row():
+                    go = gr.Button("Stylize", variant="primary", interactive=bool(available), scale=2)
+                    again = gr.Button("Regenerate (skip cache)", variant="secondary", interactive=bool(available), scale=1)
+                if missing:
+                    with gr.Accordion("Styles not installed", open=False):
+                        gr.Markdown("\n".join(f"- **{s.style.label}**: {s.note}" for s in missing))
+            with gr.Column(scale=1):
+                with gr.Tabs():
+                    with gr.Tab("Result"):
+                        output = gr.Image(
+                            label="Anime", type="filepath", format="png", interactive=False,
+                            buttons=["download", "fullscreen"], height=420,
+                        )
+                    with gr.Tab("Before / after"):
+                        slider = gr.ImageSlider(label="Before / after", type="filepath", interactive=False, height=420)
+                badge = gr.Textbox(label="Cache", interactive=False, elem_id="badge", max_lines=1)
+                with gr.Accordion("Details (cache_info)", open=False):
+                    info = gr.JSON(label="cache_info")
+        examples = sorted(p for p in EXAMPLES_DIR.glob("*.jpg"))
+        if examples and available:
+            gr.Examples(
+                examples=[[str(p), available[0].style.name] for p in examples],
+                inputs=[image, style],
+                label="Examples (public domain / CC0, see examples/ATTRIBUTION.md)",
+            )
+        with gr.Accordion("Cache", open=True):
+            stats = gr.Markdown(stats_markdown(service))
+
+        style.change(lambda name: style_markdown(by_name[name]) if name in by_name else "", style, note,
+                     api_visibility="private", queue=False)
+        for button, fn, name in [(go, stylize, "stylize"), (again, regenerate, "regenerate")]:
+            button.click(
+                fn, [image, style], [output, badge, info], api_name=name, concurrency_limit=None,
+            ).success(
+                lambda before, after: (before, after), [image, output], slider, api_visibility="private",
+                queue=False,
+            ).then(lambda: stats_markdown(service), None, stats, api_visibility="private", queue=False)
+        gr.Timer(5).tick(lambda: stats_markdown(service), None, stats, api_visibility="private", queue=False)
+    return demo
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = parse_args(argv)
+    catalog = style_catalog(settings.weights_dir, download=not settings.offline)
+    service = build_service(settings)
+    for status in catalog:  # warm the default style so the first miss is not slower
+        if status.available:
+            service.stylizer(status.style.name)
+            break
+    demo = build_ui(service, catalog)
+    demo.queue(max_size=4 * settings.max_pending + 64, default_concurrency_limit=1)
+    demo.launch(
+        server_name=settings.host,
+        server_port=settings.port,
+        share=settings.share,
+        mcp_server=settings.mcp,
+        max_file_size="30mb",
+        theme=gr.themes.Soft(primary_hue="indigo"),
+        css=CSS,
+    )
+
+
+if __name__ == "__main__":
+    main()
