@@ -1,0 +1,58 @@
+"""A real headless Chromium (Debian's) drives the page: upload, Stylize, see image and badge."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing in CI: .ci/run installs Debian's package")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )
+        yield browser
+        browser.close()
+
+
+def test_upload_stylize_and_see_the_badge(browser, running_app, photo_paths):
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(running_app, wait_until="networkidle")
+    page.locator("input[type=file]").first.set_input_files(str(photo_paths[8]))
+    page.get_by_role("button", name="Stylize", exact=True).click()
+    badge = page.locator("#badge textarea")
+    page.wait_for_function(
+        "() => { const t = document.querySelector('#badge textarea'); return t && t.value.length > 0; }",
+        timeout=60_000,
+    )
+    assert badge.input_value().startswith("generated")
+    result = page.locator("img[src*='anime-hayao']")
+    result.first.wait_for(state="visible", timeout=30_000)
+    assert result.first.evaluate("img => img.naturalWidth") > 0
+
+    # the same photo again is an exact hit, and the badge says so
+    page.get_by_role("button", name="Stylize", exact=True).click()
+    page.wait_for_function(
+        "() => document.querySelector('#badge textarea').value.startsWith('exact hit')", timeout=30_000
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser.png"), full_page=True)
+    page.close()
