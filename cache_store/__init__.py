@@ -1,0 +1,11 @@
+"""Two-tier result cache: exact (file / pixel sha256) and verified near-duplicate (pHash).
+
+Knows nothing of torch, Gradio or the model: it caches "an image in, bytes out" under a
+namespace string that the caller builds from everything that changes the output.
+"""
+
+from .fingerprint import Fingerprint
+from .lookup import Kind, Lookup
+from .result_cache import DEFAULT_THRESHOLD, ResultCache
+
+__all__ = ["DEFAULT_THRESHOLD", "Fingerprint", "Kind", "Lookup", "ResultCache"]

@@ -1,0 +1,28 @@
+"""What a cache answer looks like to the caller."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Kind = Literal["exact", "fuzzy", "coalesced", "miss"]
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """One answer: the stored bytes plus how they were found.
+
+    `kind` is "exact" (same file or same pixels), "fuzzy" (a verified near-duplicate,
+    `distance` pHash bits away), "coalesced" (another caller computed this very key while
+    we waited) or "miss" (computed by this call). `source_size` is the (width, height) of the
+    fingerprinted image the entry was made from, so the caller can fit a fuzzy hit's output
+    to its own upload.
+    """
+
+    kind: Kind
+    value: bytes = field(repr=False)
+    meta: dict
+    distance: int
+    threshold: int
+    latency_ms: float
+    source_size: tuple[int, int]

@@ -1,0 +1,93 @@
+"""Opening the store without ever failing the app: recover what can be, else run uncached.
+
+A corrupt SQLite file is moved aside into `corrupt-<time>/` inside the cache directory and
+a fresh store is started; an unusable directory (not creatable, not writable, disk full)
+leaves the cache off. Opening is serialized across processes by a file lock, so two
+processes that start on the same broken store do not move each other's fresh store aside.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import diskcache
+from diskcache.core import DBNAME
+
+from .disk_store import CorruptStore, DiskStore
+
+log = logging.getLogger(__name__)
+
+QUARANTINE_PREFIX = "corrupt-"
+_OPEN_LOCK = ".open.lock"
+
+
+@dataclass(frozen=True)
+class Opened:
+    store: DiskStore | None
+    message: str
+
+
+def is_corruption(error: BaseException) -> bool:
+    """SQLite reports a damaged or foreign file as a plain DatabaseError (not Operational)."""
+    return isinstance(error, CorruptStore) or type(error) is sqlite3.DatabaseError
+
+
+def open_store(directory: Path, *, size_limit: int) -> Opened:
+    """Open the store in `directory`, moving a corrupt one aside; never raises."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with _exclusive(directory):
+            try:
+                store = DiskStore(directory, size_limit=size_limit)
+            except Exception as error:
+                if not is_corruption(error):
+                    raise
+                moved = quarantine(directory)
+                log.warning("result cache in %s was corrupt (%s); moved it to %s", directory, error, moved)
+                store = DiskStore(directory, size_limit=size_limit)
+                return Opened(store, f"Result cache recovered: a corrupt store was moved to {moved}.")
+    except (OSError, sqlite3.Error, diskcache.Timeout) as error:
+        log.warning("result cache in %s is unusable, running uncached: %s", directory, error)
+        return Opened(None, f"Result cache is off ({error}); every photo is computed.")
+    return Opened(store, f"Result cache ready in {directory}.")
+
+
+def quarantine(directory: Path) -> Path:
+    """Move the SQLite files into a fresh `corrupt-*` folder; value files become orphans
+    of the new store and are swept when it opens."""
+    target = directory / f"{QUARANTINE_PREFIX}{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    target.mkdir()
+    for suffix in ("", "-wal", "-shm"):
+        source = directory / (DBNAME + suffix)
+        if source.exists():
+            os.replace(source, target / source.name)
+    return target
+
+
+def remove_quarantined(directory: Path) -> None:
+    """Delete moved-aside stores (they hold cached results too): part of `clear()`."""
+    for folder in directory.glob(QUARANTINE_PREFIX + "*"):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _exclusive(directory: Path) -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: opening is simply not serialized
+        yield
+        return
+    with open(directory / _OPEN_LOCK, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

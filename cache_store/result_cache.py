@@ -1,0 +1,362 @@
+"""`ResultCache`: "an image in, bytes out", exact first, then a verified near-duplicate.
+
+The caller builds the namespace from everything that changes the output (style, weights
+hash, precision, output settings, pipeline version), so a new model or setting can never
+be served a stale result. A broken store never fails a request: every store error becomes a
+miss (or a skipped write), a corrupt store is moved aside and replaced, and a store that
+cannot be opened leaves the cache off (`healthy` is False, `status_message` says why).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import TypeVar
+
+import diskcache
+import numpy as np
+
+from .bytes_disk import RefusedValue
+from .envelope import EnvelopeError, pack, unpack
+from .fingerprint import Fingerprint
+from .fuzzy_tier import FuzzyTier
+from .lookup import Kind, Lookup
+from .recovery import is_corruption, open_store, remove_quarantined
+from .verify import mismatch as verify_mismatch
+from .single_flight import KeyLease, poll_delays
+from .store import Entry, Store
+
+log = logging.getLogger(__name__)
+
+#: pHash bits within which a candidate is verified. Must-hit variants of the 40 project
+#: photos lie within 4 bits; 8 leaves 2x headroom for combined edits, and verification
+#: (not the pHash) rejects the look-alikes. See bench/results/cache.md for the curve.
+DEFAULT_THRESHOLD = 8
+#: Nearest rows verified per fuzzy lookup before giving up.
+FUZZY_CANDIDATES = 16
+#: Expired entries are swept at least this often (diskcache also drops a few per write).
+EXPIRE_EVERY_S = 300.0
+#: The same store error is logged at most this often.
+WARN_EVERY_S = 60.0
+
+_STORE_ERRORS = (sqlite3.Error, OSError, diskcache.Timeout, RefusedValue, EnvelopeError)
+_KINDS: tuple[Kind, ...] = ("exact", "fuzzy", "coalesced", "miss")
+T = TypeVar("T")
+
+
+class ResultCache:
+    """Two-tier result cache in `directory`, shared by the threads and processes using it.
+
+    `size_limit` bytes (LRU eviction), `ttl` seconds per entry (0 keeps entries until
+    evicted), `threshold` pHash bits for fuzzy candidates, `lock_ttl` seconds that a dead
+    computation can hold up others computing the same key.
+    """
+
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        size_limit: int = 1 << 30,
+        ttl: float = 7 * 86400,
+        threshold: int = DEFAULT_THRESHOLD,
+        lock_ttl: float = 10.0,
+    ) -> None:
+        if not 0 <= threshold <= 64:
+            raise ValueError(f"threshold must be 0..64 bits, not {threshold}")
+        self.directory = Path(directory)
+        self.size_limit = size_limit
+        self.ttl = ttl
+        self.threshold = threshold
+        self.lock_ttl = lock_ttl
+        self._swap_lock = threading.Lock()
+        self._warned_at: dict[str, float] = {}
+        self._next_expire = time.monotonic() + EXPIRE_EVERY_S
+        self._store: Store | None = None
+        self._tier: FuzzyTier | None = None
+        self._status = ""
+        self._open()
+
+    # -- state for the UI ---------------------------------------------------------------
+
+    @property
+    def healthy(self) -> bool:
+        """False while running uncached (every lookup misses, put does nothing)."""
+        return self._store is not None
+
+    @property
+    def status_message(self) -> str:
+        return self._status
+
+    # -- lookups --------------------------------------------------------------------------
+
+    def lookup_raw(self, namespace: str, raw_sha: str) -> Lookup | None:
+        """Exact hit by the upload file's sha256, before any decoding."""
+        started = time.perf_counter()
+        nsid = _namespace_id(namespace)
+        hit = self._guarded(lambda store, _: self._by_alias(store, nsid, raw_sha, started), None)
+        if hit is not None:
+            self._record(hit)
+        return hit
+
+    def lookup(self, namespace: str, fingerprint: Fingerprint, *, threshold: int | None = None) -> Lookup | None:
+        """Exact hit by raw or pixel sha256, else the nearest verified pHash match.
+
+        A miss is not counted in `stats()`: the caller goes on to `get_or_compute`, which
+        counts the request once, whatever its outcome.
+        """
+        started = time.perf_counter()
+        limit = self.threshold if threshold is None else threshold
+        hit = self._guarded(lambda store, tier: self._find(store, tier, namespace, fingerprint, limit, started), None)
+        if hit is not None:
+            self._record(hit)
+        return hit
+
+    def get_or_compute(
+        self, namespace: str, fingerprint: Fingerprint, compute: Callable[[], tuple[bytes, dict]]
+    ) -> Lookup:
+        """A hit, or `compute()` run once however many threads and processes ask at once.
+
+        The first caller for a pixel sha takes a lease, re-checks, computes and stores
+        ("miss"); the others wait and get its result ("coalesced"). If the holder dies or
+        its compute raises, a waiter takes over. Without a usable store, just computes.
+        """
+        started = time.perf_counter()
+        hit = self._guarded(lambda s, t: self._find(s, t, namespace, fingerprint, self.threshold, started), None)
+        if hit is not None:
+            return self._record(hit)
+        lease = self._guarded(lambda store, _: self._lease(store, namespace, fingerprint), None)
+        delays = poll_delays()
+        while lease is not None:
+            acquired = self._guarded(lambda store, _: lease.try_acquire(), None)
+            if acquired is None:  # the store failed: compute without coalescing
+                break
+            if acquired:
+                with lease:
+                    hit = self._guarded(
+                        lambda s, t: self._find(s, t, namespace, fingerprint, self.threshold, started), None
+                    )
+                    if hit is None:
+                        return self._compute(namespace, fingerprint, compute, started)
+                return self._record(_coalesced(hit, started))
+            time.sleep(next(delays))
+            hit = self._guarded(lambda s, t: self._find(s, t, namespace, fingerprint, self.threshold, started), None)
+            if hit is not None:
+                return self._record(_coalesced(hit, started))
+        return self._compute(namespace, fingerprint, compute, started)
+
+    def put(self, namespace: str, fingerprint: Fingerprint, value: bytes, meta: dict) -> None:
+        """Store `value` (+ JSON-able `meta`) for this fingerprint; a failed write is only logged."""
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            raise TypeError(f"cached values must be bytes, not {type(value).__name__}")
+        nsid = _namespace_id(namespace)
+        entry = Entry(
+            key=_value_key(nsid, fingerprint.pixel_sha),
+            blob=pack(bytes(value), dict(meta), (fingerprint.width, fingerprint.height)),
+            expire=self.ttl if self.ttl > 0 else None,
+            alias=_alias_key(nsid, fingerprint.raw_sha) if fingerprint.raw_sha else None,
+            namespace=nsid,
+            phash=fingerprint.phash,
+            signature=fingerprint.signature,
+            width=fingerprint.width,
+            height=fingerprint.height,
+            has_alpha=fingerprint.has_alpha,
+        )
+        self._guarded(lambda store, _: self._write(store, entry), None)
+
+    # -- statistics and housekeeping ------------------------------------------------------
+
+    def stats(self) -> dict:
+        """Counts over every process sharing the directory (since the last `clear()`).
+
+        Each request counts once: a hit where it was found, or the outcome of
+        `get_or_compute`. `mean_ms` and `p95_ms` map kind -> ms (p95 over the latest 1024).
+        """
+        counters = self._guarded(lambda store, _: store.counters(), {})
+        recent = self._guarded(lambda store, _: store.latencies(), {})
+        entries, size = self._guarded(lambda store, _: store.usage(), (0, 0))
+        counts = {kind: counters.get(kind, (0, 0.0)) for kind in _KINDS}
+        lookups = sum(n for n, _ in counts.values())
+        hits = lookups - counts["miss"][0]
+        return {
+            "lookups": lookups,
+            "exact_hits": counts["exact"][0],
+            "fuzzy_hits": counts["fuzzy"][0],
+            "coalesced": counts["coalesced"][0],
+            "misses": counts["miss"][0],
+            "evictions": counters.get("evictions", (0, 0.0))[0],
+            "entries": entries,
+            "bytes": size,
+            "hit_rate": hits / lookups if lookups else 0.0,
+            "mean_ms": {kind: ms / n for kind, (n, ms) in counts.items() if n},
+            "p95_ms": {kind: float(np.percentile(recent[kind], 95)) for kind in _KINDS if recent.get(kind)},
+            "healthy": self.healthy,
+        }
+
+    def clear(self) -> None:
+        """Delete every cached result, moved-aside store and statistic."""
+        self._guarded(lambda store, _: store.clear(), None)
+        remove_quarantined(self.directory)
+
+    def close(self) -> None:
+        with self._swap_lock:
+            store, self._store, self._tier = self._store, None, None
+            self._status = "Result cache closed."
+        if store is not None:
+            store.close()
+
+    def __enter__(self) -> ResultCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- lookups, inside the error boundary -----------------------------------------------
+
+    def _find(
+        self, store: Store, tier: FuzzyTier, namespace: str, fp: Fingerprint, threshold: int, started: float
+    ) -> Lookup | None:
+        nsid = _namespace_id(namespace)
+        if fp.raw_sha:
+            hit = self._by_alias(store, nsid, fp.raw_sha, started)
+            if hit is not None:
+                return hit
+        found = self._read(store, _value_key(nsid, fp.pixel_sha))
+        if found is not None:
+            return _answer("exact", found, 0, self.threshold, started)
+        return self._fuzzy(store, tier, nsid, fp, threshold, started)
+
+    def _by_alias(self, store: Store, nsid: str, raw_sha: str, started: float) -> Lookup | None:
+        key = store.resolve(_alias_key(nsid, raw_sha))
+        if key is None:
+            return None
+        found = self._read(store, key)
+        if found is None:
+            store.discard(key)  # an alias outliving its value: drop both
+            return None
+        return _answer("exact", found, 0, self.threshold, started)
+
+    def _fuzzy(
+        self, store: Store, tier: FuzzyTier, nsid: str, fp: Fingerprint, threshold: int, started: float
+    ) -> Lookup | None:
+        for seq, distance in tier.nearest(nsid, fp.phash, threshold, FUZZY_CANDIDATES):
+            row = store.row(seq)
+            if row is None:
+                tier.forget(nsid, seq)
+                continue
+            if verify_mismatch(fp, row) is not None:
+                continue
+            found = self._read(store, row.key)
+            if found is None:  # a row whose value is gone: a miss, and the row goes
+                store.discard(row.key)
+                tier.forget(nsid, seq)
+                continue
+            return _answer("fuzzy", found, distance, threshold, started)
+        return None
+
+    def _read(self, store: Store, key: str) -> tuple[bytes, dict, tuple[int, int]] | None:
+        try:
+            blob = store.get(key)
+            return None if blob is None else unpack(blob)
+        except (RefusedValue, EnvelopeError) as error:
+            self._warn("refused", f"dropping a cache entry this code did not write: {error}")
+            store.discard(key)
+            return None
+
+    def _lease(self, store: Store, namespace: str, fp: Fingerprint) -> KeyLease:
+        return KeyLease(store, f"{_namespace_id(namespace)}:{fp.pixel_sha}", self.lock_ttl)
+
+    def _compute(
+        self, namespace: str, fp: Fingerprint, compute: Callable[[], tuple[bytes, dict]], started: float
+    ) -> Lookup:
+        value, meta = compute()
+        self.put(namespace, fp, value, meta)
+        missed = Lookup("miss", bytes(value), dict(meta), 0, self.threshold, _ms(started), (fp.width, fp.height))
+        return self._record(missed)
+
+    def _write(self, store: Store, entry: Entry) -> None:
+        store.put(entry)
+        if time.monotonic() >= self._next_expire:
+            self._next_expire = time.monotonic() + EXPIRE_EVERY_S
+            store.expire()
+
+    def _record(self, outcome: Lookup) -> Lookup:
+        self._guarded(lambda store, _: store.record(outcome.kind, outcome.latency_ms), None)
+        return outcome
+
+    # -- the error boundary -----------------------------------------------------------------
+
+    def _guarded(self, action: Callable[[Store, FuzzyTier], T], default: T) -> T:
+        """Run `action` on the current store; any store error gives `default`, never raises."""
+        store, tier = self._store, self._tier
+        if store is None or tier is None:
+            return default
+        try:
+            return action(store, tier)
+        except _STORE_ERRORS as error:
+            if is_corruption(error):
+                self._recover(store, error)
+            else:
+                self._warn(type(error).__name__, f"result cache unavailable for this request: {error}")
+            return default
+
+    def _open(self) -> None:
+        opened = open_store(self.directory, size_limit=self.size_limit)
+        self._store = opened.store
+        self._tier = FuzzyTier(opened.store) if opened.store is not None else None
+        self._status = opened.message
+
+    def _recover(self, broken: Store, error: BaseException) -> None:
+        with self._swap_lock:
+            if self._store is not broken:  # another thread already recovered
+                return
+            log.warning("result cache store in %s failed (%s); reopening", self.directory, error)
+            try:
+                broken.close()
+            except _STORE_ERRORS:
+                pass
+            self._open()
+
+    def _warn(self, topic: str, message: str) -> None:
+        now = time.monotonic()
+        if now - self._warned_at.get(topic, -WARN_EVERY_S) >= WARN_EVERY_S:
+            self._warned_at[topic] = now
+            log.warning(message)
+        self._status = f"Result cache degraded: {message}"
+
+
+def _answer(
+    kind: Kind, found: tuple[bytes, dict, tuple[int, int]], distance: int, threshold: int, started: float
+) -> Lookup:
+    value, meta, source_size = found
+    return Lookup(kind, value, meta, distance, threshold, _ms(started), source_size)
+
+
+def _coalesced(hit: Lookup, started: float) -> Lookup:
+    """Same pixels computed by another caller while we waited; a fuzzy hit stays fuzzy
+    (its output still has to be fitted to this upload)."""
+    kind: Kind = "coalesced" if hit.kind == "exact" else hit.kind
+    return replace(hit, kind=kind, latency_ms=_ms(started))
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+def _namespace_id(namespace: str) -> str:
+    if not isinstance(namespace, str) or not namespace:
+        raise TypeError("namespace must be a non-empty str")
+    return hashlib.sha256(namespace.encode()).hexdigest()[:32]
+
+
+def _value_key(nsid: str, pixel_sha: str) -> str:
+    return f"v:{nsid}:{pixel_sha}"
+
+
+def _alias_key(nsid: str, raw_sha: str) -> str:
+    return f"r:{nsid}:{raw_sha}"

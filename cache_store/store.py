@@ -1,0 +1,102 @@
+"""The storage contract behind `ResultCache`, kept small so another backend can slot in.
+
+Four concerns:
+
+* exact tier: key -> bytes with a TTL and a byte size limit (LRU eviction), plus aliases
+  (raw-file key -> value key) that disappear together with their value;
+* fuzzy rows: append-only, one per stored value, each with a store-wide increasing sequence
+  number (so per namespace too). Whenever a value goes (evicted, expired, discarded), its
+  row goes with it and the removal is logged, so an in-memory index in any process catches
+  up by reading only what is new: `rows_after` and `changes_since`;
+* locks: a per-key lease with an owner and an expiry, for single-flight;
+* counters: per-kind outcome counts, latency sums and recent latencies, for all processes.
+
+Backends raise their own errors; `ResultCache` turns any of them into a miss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+#: Opaque position in a store's change log, as returned by `changes_since`.
+Cursor = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """Everything one `put` writes: the value blob, its alias and its fuzzy row."""
+
+    key: str
+    blob: bytes
+    expire: float | None
+    alias: str | None
+    namespace: str
+    phash: int
+    signature: bytes
+    width: int
+    height: int
+    has_alpha: bool
+
+
+@dataclass(frozen=True)
+class FuzzyRow:
+    """A stored fuzzy row: what the verifier needs, and where the value lives."""
+
+    seq: int
+    key: str
+    signature: bytes
+    width: int
+    height: int
+    has_alpha: bool
+
+
+@dataclass(frozen=True)
+class Changes:
+    """Rows removed since a cursor; `reset` means "too far behind: reload everything"."""
+
+    cursor: Cursor
+    removed: list[tuple[str, int]]
+    reset: bool
+
+
+class Store(Protocol):
+    # exact tier
+    def get(self, key: str) -> bytes | None: ...
+    def resolve(self, alias: str) -> str | None: ...
+    def put(self, entry: Entry) -> None: ...
+    def discard(self, key: str) -> None: ...
+
+    # fuzzy rows
+    def rows_after(self, namespace: str, seq: int) -> tuple[np.ndarray, np.ndarray]:
+        """(seqs int64, hashes uint64) of the namespace's rows after `seq`, in order."""
+        ...
+
+    def row(self, seq: int) -> FuzzyRow | None: ...
+    def changes_since(self, cursor: Cursor | None) -> Changes: ...
+
+    # locks
+    def try_lock(self, key: str, owner: str, ttl: float) -> bool: ...
+    def refresh_lock(self, key: str, owner: str, ttl: float) -> bool: ...
+    def unlock(self, key: str, owner: str) -> None: ...
+
+    # counters
+    def record(self, kind: str, ms: float) -> None: ...
+    def counters(self) -> dict[str, tuple[int, float]]:
+        """name -> (count, summed ms); includes "evictions"."""
+        ...
+
+    def latencies(self) -> dict[str, list[float]]:
+        """kind -> the most recent latencies in ms (a bounded window)."""
+        ...
+
+    def usage(self) -> tuple[int, int]:
+        """(entries, bytes on disk)."""
+        ...
+
+    # housekeeping
+    def expire(self) -> None: ...
+    def clear(self) -> None: ...
+    def close(self) -> None: ...
