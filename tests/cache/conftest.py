@@ -1,0 +1,22 @@
+"""Fixtures for the cache_store tests: the project photos, fitted as the service fits them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from cache_support import fit
+
+
+@pytest.fixture(scope="session")
+def originals(photo_paths: list[Path]) -> dict[str, Image.Image]:
+    """Every project photo, decoded to RGB at full size."""
+    return {path.name: Image.open(path).convert("RGB") for path in photo_paths}
+
+
+@pytest.fixture(scope="session")
+def fitted(originals: dict[str, Image.Image]) -> dict[str, Image.Image]:
+    """Every project photo downscaled to the model's 512 px, as the service fingerprints it."""
+    return {name: fit(image) for name, image in originals.items()}

@@ -1,0 +1,84 @@
+"""Helpers for the cache_store tests (tests/cache/): store invariants read straight from
+SQLite, fitting like the service, and fingerprints of synthetic pictures for tests that need many distinct entries."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from cache_store import Fingerprint
+from cache_store.envelope import unpack
+
+MAX_SIDE = 512
+
+
+def fit(image: Image.Image, side: int = MAX_SIDE) -> Image.Image:
+    """Downscale like the service does before fingerprinting (longest side <= side)."""
+    if max(image.size) <= side:
+        return image
+    scale = side / max(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.LANCZOS)
+
+
+def reencode(image: Image.Image, fmt: str, **options: object) -> Image.Image:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert(image.mode)
+
+
+def synthetic_fingerprint(seed: int, size: tuple[int, int] = (48, 32)) -> Fingerprint:
+    """A distinct random picture per seed (random pictures are far apart in pHash)."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    return Fingerprint.of(Image.fromarray(pixels), raw_sha=hashlib.sha256(f"file{seed}".encode()).hexdigest())
+
+
+def value_for(fp: Fingerprint, size: int) -> bytes:
+    """A value that names its key, so a torn or swapped value is detectable."""
+    head = fp.pixel_sha.encode()
+    return head + hashlib.sha256(head).digest() * (max(0, size - len(head)) // 32 + 1)
+
+
+def value_matches(fp_sha: str, value: bytes) -> bool:
+    head = fp_sha.encode()
+    return value.startswith(head) and value[len(head) : len(head) + 32] == hashlib.sha256(head).digest()
+
+
+def connect(directory: Path) -> sqlite3.Connection:
+    return sqlite3.connect(Path(directory) / "cache.db", timeout=10)
+
+
+def check_store(directory: Path, *, orphans_allowed: bool = False) -> dict[str, int]:
+    """Assert the on-disk invariants; return row counts.
+
+    Every fuzzy row and alias points at a stored value, every value is a readable envelope
+    whose bytes name its own key, every value file exists and (unless allowed) no file on
+    disk is unreferenced.
+    """
+    directory = Path(directory)
+    with connect(directory) as con:
+        assert con.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        values = {key: (mode, filename, value) for key, mode, filename, value in con.execute(
+            "SELECT key, mode, filename, value FROM Cache")}
+        rows = con.execute("SELECT value_key FROM cs_entry").fetchall()
+        aliases = con.execute("SELECT value_key FROM cs_alias").fetchall()
+    assert all(key in values for (key,) in rows), "fuzzy row without a value"
+    assert all(key in values for (key,) in aliases), "alias without a value"
+    assert len(set(rows)) == len(rows)
+    referenced = set()
+    for key, (mode, filename, inline) in values.items():
+        assert key.startswith("v:")
+        blob = inline if filename is None else (directory / filename).read_bytes()
+        if filename is not None:
+            referenced.add((directory / filename).resolve())
+        value, meta, _ = unpack(blob)
+        assert value_matches(key.rsplit(":", 1)[1], value), f"torn or swapped value under {key}"
+    on_disk = {path.resolve() for path in directory.glob("*/*/*.val")}
+    if not orphans_allowed:
+        assert on_disk == referenced, f"{len(on_disk - referenced)} orphan value files"
+    return {"values": len(values), "rows": len(rows), "aliases": len(aliases)}
