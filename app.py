@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import html
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,8 +30,7 @@ log = logging.getLogger("app")
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 
 CSS = """
-#badge textarea { font-weight: 600; font-size: 1.05rem; text-align: center; }
-#badge.hit textarea { color: #047857; }
+#badge input, #badge textarea { font-weight: 600; font-size: 1.05rem; text-align: center; }
 .style-note { font-size: 0.9rem; opacity: 0.85; }
 footer { display: none !important; }
 """
@@ -65,6 +65,15 @@ def parse_args(argv: list[str] | None = None) -> settings_module.Settings:
     return settings_module.resolve(parser.parse_args(argv))
 
 
+#: (kind, label, count key in `ResultCache.stats()`) for the cache panel's rows.
+_STATS_ROWS = [
+    ("exact", "exact hits", "exact_hits"),
+    ("fuzzy", "near-duplicate hits", "fuzzy_hits"),
+    ("coalesced", "waited for an identical request", "coalesced"),
+    ("miss", "generated", "misses"),
+]
+
+
 def stats_markdown(service: StylizeService) -> str:
     """The cache panel: hit rate, size, hits per tier and latency per kind."""
     cache = service.cache
@@ -82,21 +91,22 @@ def stats_markdown(service: StylizeService) -> str:
         "| kind | count | mean | p95 |",
         "|---|---:|---:|---:|",
     ]
-    for kind, label in [("exact", "exact hits"), ("fuzzy", "near-duplicate hits"),
-                        ("coalesced", "waited for identical"), ("miss", "generated")]:
-        count = stats.get({"exact": "exact_hits", "fuzzy": "fuzzy_hits"}.get(kind, kind + "es" if kind == "miss" else kind), 0)
-        mean = stats.get(f"{kind}_mean_ms")
-        p95 = stats.get(f"{kind}_p95_ms")
+    means, p95s = stats.get("mean_ms", {}), stats.get("p95_ms", {})
+    for kind, label, count_key in _STATS_ROWS:
+        mean, p95 = means.get(kind), p95s.get(kind)
         lines.append(
-            f"| {label} | {count} | {format_duration(mean) if mean else '–'} | {format_duration(p95) if p95 else '–'} |"
+            f"| {label} | {stats.get(count_key, 0)} | {format_duration(mean) if mean else '–'} "
+            f"| {format_duration(p95) if p95 else '–'} |"
         )
     return "\n".join(lines)
 
 
 def style_markdown(status: StyleStatus) -> str:
     style = status.style
-    text = f"**{style.label}**: {style.description} \nWeights license: {style.license}."
-    return f'<div class="style-note">{text}</div>'
+    return (
+        f'<div class="style-note"><b>{html.escape(style.label)}</b>: {html.escape(style.description)}<br>'
+        f"Weights license: {html.escape(style.license)}.</div>"
+    )
 
 
 def build_ui(service: StylizeService, catalog: list[StyleStatus]) -> gr.Blocks:

@@ -30,7 +30,7 @@ def style_catalog(weights_dir: Path | None, *, download: bool) -> list[StyleStat
     statuses = []
     for style in STYLES.values():
         try:
-            ensure_weights(style.name, weights_dir, download=download and bool(style.url))
+            ensure_weights(style, weights_dir, allow_download=download)
             statuses.append(StyleStatus(style, True))
         except WeightsError as exc:
             log.warning("style %s unavailable: %s", style.name, exc)

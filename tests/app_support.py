@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 #: The model sees at most this side in these tests: real inference, a few tenths of a second.
 TEST_MAX_SIDE = 256

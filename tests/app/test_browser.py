@@ -38,9 +38,9 @@ def test_upload_stylize_and_see_the_badge(browser, running_app, photo_paths):
     page.goto(running_app, wait_until="networkidle")
     page.locator("input[type=file]").first.set_input_files(str(photo_paths[8]))
     page.get_by_role("button", name="Stylize", exact=True).click()
-    badge = page.locator("#badge textarea")
+    badge = page.locator("#badge input")
     page.wait_for_function(
-        "() => { const t = document.querySelector('#badge textarea'); return t && t.value.length > 0; }",
+        "() => { const t = document.querySelector('#badge input'); return t && t.value.length > 0; }",
         timeout=60_000,
     )
     assert badge.input_value().startswith("generated")
@@ -51,7 +51,7 @@ def test_upload_stylize_and_see_the_badge(browser, running_app, photo_paths):
     # the same photo again is an exact hit, and the badge says so
     page.get_by_role("button", name="Stylize", exact=True).click()
     page.wait_for_function(
-        "() => document.querySelector('#badge textarea').value.startsWith('exact hit')", timeout=30_000
+        "() => document.querySelector('#badge input').value.startsWith('exact hit')", timeout=30_000
     )
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "browser.png"), full_page=True)

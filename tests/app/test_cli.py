@@ -31,7 +31,7 @@ def test_batch_reports_bad_inputs_and_reuses_the_cache(tmp_path, weights_dir, ph
     first = run_cli(str(inputs), *common, cwd=tmp_path)
     assert first.returncode == 1, first.stderr
     bad_lines = [line for line in first.stderr.splitlines() if "broken.jpg" in line]
-    assert len(bad_lines) == 1 and "Traceback" not in first.stderr
+    assert len(bad_lines) == 1 and "Traceback" not in first.stderr, first.stderr
     outputs = sorted((tmp_path / "out").glob("*.png"))
     assert [p.name for p in outputs] == sorted(f"{p.stem}_hayao.png" for p in photo_paths[9:11])
     assert all(max(Image.open(p).size) == TEST_MAX_SIDE for p in outputs)
