@@ -88,6 +88,7 @@ class DiskStore:
             disk=BytesOnlyDisk,
             size_limit=size_limit,
             eviction_policy="least-recently-used",
+            cull_limit=0,  # diskcache culls 10 rows at a time; `_evict_to_limit` takes just enough
             timeout=SQLITE_TIMEOUT_S,
         )
         try:
@@ -131,6 +132,7 @@ class DiskStore:
             if entry.alias is not None:
                 con.execute("INSERT OR REPLACE INTO cs_alias VALUES (?, ?)", (entry.alias, entry.key))
             self._prune_removals(con)
+        self._evict_to_limit()
 
     def discard(self, key: str) -> None:
         self._cache.delete(key)
@@ -271,6 +273,14 @@ class DiskStore:
             con.execute("ROLLBACK")
             raise
         con.execute("COMMIT")
+
+    def _evict_to_limit(self) -> None:
+        """Delete least-recently-used values, one at a time, until the store fits its limit."""
+        while self._cache.volume() > self._cache.size_limit:
+            oldest = self._con().execute("SELECT key FROM Cache ORDER BY access_time LIMIT 1").fetchone()
+            if oldest is None:
+                return
+            self._cache.delete(oldest[0])
 
     def _create_schema(self) -> None:
         con = self._con()
