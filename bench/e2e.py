@@ -1,0 +1,134 @@
+"""End-to-end benchmark and load test of the app (issue #5): runs the parts, writes the results.
+
+Parts (each bounded in count and time; servers only on 127.0.0.1, always stopped):
+
+* latency: round trip per outcome through the real app next to a no-op Gradio app, and
+  identical uploads from 8 clients at once (bench/e2e_latency.py);
+* load: hit latency while clients keep the model busy, idle vs busy (bench/e2e_load.py);
+* mixed: 16 clients x 20 mixed requests, every answer checked (bench/e2e_load.py);
+* replay: the seed's replay workload in process, no cache vs gr.cache vs seed-style vs
+  ours, with look-alikes and a restart (bench/e2e_replay.py);
+* curves: look-up time vs entries and recall / false hits vs threshold (bench/e2e_cache_curves.py).
+
+Run: ``python -m bench.e2e [--parts latency,load,...] [--quick]``; `python -m bench` runs it
+with the other benchmarks. Writes bench/results/e2e.{json,md} and e2e_*.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import workloads
+from bench.machine import machine_info
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PARTS = ("latency", "load", "mixed", "replay", "curves")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much of everything: the full run, or a quick smoke run of the same code."""
+
+    latency_repeats: int = 40
+    burst_clients: int = 8
+    hits_per_client: int = 30
+    load_clients: int = 4
+    mixed_clients: int = 16
+    mixed_per_client: int = 20
+    replay_photos: int = 8
+    scan_sizes: tuple[int, ...] = (100, 1_000, 10_000)
+    sweep_photos: int = 20
+
+
+QUICK = Plan(latency_repeats=8, hits_per_client=8, mixed_clients=4, mixed_per_client=5, replay_photos=2,
+             scan_sizes=(100, 1_000), sweep_photos=4)
+
+
+def pick(photos: list[Path], prefix: str, count: int, skip: int = 0) -> list[Path]:
+    chosen = [p for p in photos if p.name.startswith(prefix)][skip: skip + count]
+    if len(chosen) < count:
+        raise SystemExit(f"need {count + skip} photos named {prefix}* in the photos folder")
+    return chosen
+
+
+def run_parts(parts: list[str], plan: Plan) -> dict:
+    from bench import e2e_cache_curves, e2e_latency, e2e_load, e2e_replay
+
+    photos = workloads.photo_paths()
+    weights = workloads.weights_dir()
+    work = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
+    faces, scenes = "face_", "scene_animeganv3_"
+    half = max(1, plan.replay_photos // 2)
+    jobs: dict[str, Callable[[], dict]] = {
+        "latency": lambda: e2e_latency.latency_per_outcome(
+            work, weights, pick(photos, scenes, 6), plan.latency_repeats,
+            pick(photos, "scene_bryandlee_", 3), plan.burst_clients),
+        "load": lambda: e2e_load.hits_under_load(
+            work, weights, pick(photos, faces, 6), pick(photos, faces, 10, skip=6) + pick(photos, scenes, 6),
+            hit_clients=2, load_clients=plan.load_clients, hits_per_client=plan.hits_per_client),
+        "mixed": lambda: e2e_load.mixed_clients(
+            work, weights, pick(photos, faces, 8), plan.mixed_clients, plan.mixed_per_client),
+        "replay": lambda: e2e_replay.measure(
+            pick(photos, faces, half) + pick(photos, scenes, half, skip=6),
+            pick(photos, faces, half) + pick(photos, scenes, half, skip=6), _default_max_side(), weights),
+        "curves": lambda: {
+            "scan": e2e_cache_curves.scan_time(list(plan.scan_sizes)),
+            "sweep": e2e_cache_curves.threshold_sweep(photos[:: max(1, len(photos) // plan.sweep_photos)],
+                                                      list(range(0, 17)), _default_max_side()),
+        },
+    }
+    results: dict = {"machine": machine_info(), "runs": {}}
+    try:
+        for part in parts:
+            started = time.monotonic()
+            print(f"[e2e] {part} ...", flush=True)
+            results[part] = jobs[part]()
+            seconds = time.monotonic() - started
+            results["runs"][part] = {"seconds": seconds, "date": time.strftime("%Y-%m-%d %H:%M"),
+                                     "quick": plan == QUICK, "plan": plan.__dict__}
+            print(f"[e2e] {part} done in {seconds:.0f} s", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
+def _default_max_side() -> int:
+    from animegan.intake import DEFAULT_MAX_SIDE
+
+    return DEFAULT_MAX_SIDE
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="End-to-end benchmark and load test of the app.")
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
+    parser.add_argument("--quick", action="store_true", help="a small smoke run of the same code (numbers not meaningful)")
+    args = parser.parse_args(argv)
+    parts = [p for p in args.parts.split(",") if p]
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
+    results = run_parts(parts, QUICK if args.quick else Plan())
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / "e2e.json"
+    # A partial run keeps the other parts' last results, each marked with its own date.
+    previous = json.loads(path.read_text()) if path.exists() and set(parts) != set(PARTS) else {}
+    merged = {**previous, **results, "runs": {**previous.get("runs", {}), **results["runs"]}}
+    path.write_text(json.dumps(merged, indent=1, default=str))
+    from bench.e2e_markdown import write_markdown
+    from bench.e2e_plots import write_plots
+
+    write_plots(merged, RESULTS)
+    write_markdown(merged, RESULTS / "e2e.md")
+    print(f"[e2e] wrote {RESULTS / 'e2e.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

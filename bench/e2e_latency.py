@@ -1,0 +1,123 @@
+"""Round trips through the real app per outcome, next to a no-op Gradio app; identical bursts.
+
+Both apps run at once on 127.0.0.1 and are called alternately with the same upload, so
+load from anything else on the box hits both alike. The no-op answers with an 8x8 PNG
+(`/stylize`) and with a real result's PNG (`/stylize_sized`): a hit also sends its full
+result back, and the second floor shows what that transfer alone costs.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from bench import workloads
+from bench.e2e_apps import Call, call, client, noop_app, real_app
+from bench.e2e_stats import summary
+
+WARM_UP_CALLS = 3
+
+
+def _by_kind(calls: list[Call]) -> dict[str, list[Call]]:
+    out: dict[str, list[Call]] = {}
+    for c in calls:
+        out.setdefault(c.kind or "error", []).append(c)
+    return out
+
+
+def latency_per_outcome(work: Path, weights_dir: Path, photos: list[Path], repeats: int,
+                        burst_photos: list[Path], burst_clients: int) -> dict:
+    """Misses, exact and fuzzy hits vs no-op round trips (app defaults), then identical bursts."""
+    uploads = work / "uploads-latency"
+    qualities = range(95, 94 - -(-repeats // len(photos)), -1)
+    per_photo = [workloads.write(workloads.jpeg_quality_copies(p, qualities), uploads) for p in photos]
+    fuzzy_copies = [path for round_ in zip(*per_photo) for path in round_]  # every upload a new file
+    calls: dict[str, list[Call]] = {"miss": [], "exact": [], "fuzzy": [], "noop": [], "noop_sized": [],
+                                    "noop_fuzzy": []}
+    with real_app(work, weights_dir) as app:
+        real = client(app.url)
+        calls["miss"] = [call(real, p, "miss") for p in photos]
+        reply = Path(calls["miss"][0].output)
+        with noop_app(work, reply=reply) as floor:
+            noop = client(floor.url)
+            for _ in range(WARM_UP_CALLS):
+                call(real, photos[0]), call(noop, photos[0]), call(noop, photos[0], api_name="/stylize_sized")
+            for i in range(repeats):
+                photo, copy = photos[i % len(photos)], fuzzy_copies[i % len(fuzzy_copies)]
+                pairs = [
+                    ("exact", lambda: call(real, photo, "exact")),
+                    ("noop", lambda: call(noop, photo, "noop")),
+                    ("noop_sized", lambda: call(noop, photo, "noop_sized", api_name="/stylize_sized")),
+                    ("fuzzy", lambda: call(real, copy, "fuzzy")),
+                    ("noop_fuzzy", lambda: call(noop, copy, "noop_fuzzy")),
+                ]
+                for label, run in pairs[:: 1 if i % 2 else -1]:  # alternate the order each round
+                    calls[label].append(run())
+        bursts = identical_bursts(app.url, burst_photos, burst_clients)
+    return {**_latency_report(calls), "bursts": bursts}
+
+
+def _latency_report(calls: dict[str, list[Call]]) -> dict:
+    errors = [c.error for cs in calls.values() for c in cs if c.error]
+    hits = calls["exact"] + calls["fuzzy"]
+    by_kind = _by_kind(hits)
+    report: dict = {
+        "round_trip_ms": {
+            "miss": summary([c.ms for c in calls["miss"] if c.kind == "miss"]),
+            "exact": summary([c.ms for c in by_kind.get("exact", [])]),
+            "fuzzy": summary([c.ms for c in by_kind.get("fuzzy", [])]),
+            "noop": summary([c.ms for c in calls["noop"] + calls["noop_fuzzy"]]),
+            "noop_sized": summary([c.ms for c in calls["noop_sized"]]),
+        },
+        "service_ms": {  # the service's own time, from cache_info
+            kind: summary([float(c.info.get("latency_ms", 0)) for c in cs])
+            for kind, cs in _by_kind(calls["miss"] + hits).items() if kind != "error"
+        },
+        "intended_vs_served": {
+            "exact": {k: len(v) for k, v in _by_kind(calls["exact"]).items()},
+            "fuzzy": {k: len(v) for k, v in _by_kind(calls["fuzzy"]).items()},
+            "miss": {k: len(v) for k, v in _by_kind(calls["miss"]).items()},
+        },
+        "errors": errors,
+    }
+    rt = report["round_trip_ms"]
+    if rt["noop"].get("n") and rt["noop_sized"].get("n"):
+        report["ratios"] = {
+            f"{kind}_vs_{floor}": rt[kind]["median"] / rt[floor]["median"]
+            for kind in ("exact", "fuzzy", "miss") if rt[kind].get("n")
+            for floor in ("noop", "noop_sized")
+        }
+    return report
+
+
+def identical_bursts(url: str, photos: list[Path], clients: int) -> list[dict]:
+    """`clients` users upload the same new photo at the same moment: how many inferences ran."""
+    users = [client(url) for _ in range(clients)]
+    results = []
+    for photo in photos:
+        barrier = threading.Barrier(clients)
+        calls: list[Call] = []
+        lock = threading.Lock()
+
+        def one(user) -> None:
+            barrier.wait(timeout=60)
+            record = call(user, photo, "burst")
+            with lock:
+                calls.append(record)
+
+        threads = [threading.Thread(target=one, args=(u,), daemon=True) for u in users]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+        kinds = {k: len(v) for k, v in _by_kind(calls).items()}
+        results.append({
+            "photo": photo.name,
+            "clients": clients,
+            "answers": len(calls),
+            "kinds": kinds,
+            "inferences": kinds.get("miss", 0),
+            "errors": [c.error for c in calls if c.error],
+            "slowest_ms": max((c.ms for c in calls), default=0.0),
+        })
+    return results

@@ -1,0 +1,215 @@
+"""bench/results/e2e.md from the results dict: tables, goals met or not, and the plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+#: What the seed reported for its replay (its README), to set our numbers beside.
+SEED_REPORTED = {"hit_rate": 0.826, "repeat_s": 0.045, "miss_s": 1.75}
+HIT_VS_NOOP_GOAL = 1.2
+BUSY_VS_IDLE_GOAL = 2.0
+MISS_OVERHEAD_GOAL_PCT = 3.0
+
+
+def ms(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value / 1000:.2f} s" if value >= 1000 else f"{value:.1f} ms" if value < 100 else f"{value:.0f} ms"
+
+
+def verdict(ok: bool) -> str:
+    return "**met**" if ok else "**NOT met**"
+
+
+def machine_line(m: dict) -> str:
+    return (f"{m['cpu']}, {m['cores']} cores ({m.get('isa', '')}), {m['ram_gib']} GiB RAM, {m['os']}; "
+            f"Python {m['python']}, torch {m['torch']}, gradio {m['gradio']} (client {m['gradio_client']}), "
+            f"Pillow {m['pillow']}, numpy {m['numpy']}; {m['date']}")
+
+
+def latency_section(r: dict) -> list[str]:
+    lat, rt = r["latency"], r["latency"]["round_trip_ms"]
+    ratios = lat.get("ratios", {})
+    service = lat["service_ms"]
+    rows = [("no-op app, 8x8 PNG", "noop"), ("no-op app, a real result's PNG", "noop_sized"),
+            ("exact hit (byte-identical re-upload)", "exact"), ("near-duplicate hit (new JPEG re-encode)", "fuzzy"),
+            ("miss (model at the app's default size)", "miss")]
+    out = [
+        "## 1. Latency per outcome through the app",
+        "",
+        "The real app (`python app.py`, default settings, fresh cache) and the no-op Gradio app "
+        "(`bench/noop_app.py`: same components, returns a fixed PNG) run side by side on 127.0.0.1 and "
+        "are called alternately by `gradio_client` with the same upload. Round trip = upload, queue, "
+        "handler, result download. *Service* is the stylize service's own time from `cache_info`.",
+        "",
+        "| outcome | n | median | p95 | vs no-op (8x8) | vs no-op (result PNG) | service median |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, key in rows:
+        s = rt.get(key, {})
+        if not s.get("n"):
+            continue
+        a, b = ratios.get(f"{key}_vs_noop"), ratios.get(f"{key}_vs_noop_sized")
+        out.append(f"| {label} | {s['n']} | {ms(s['median'])} | {ms(s['p95'])} | "
+                   f"{f'{a:.2f}x' if a else '–'} | {f'{b:.2f}x' if b else '–'} | "
+                   f"{ms(service.get(key, {}).get('median'))} |")
+    exact = ratios.get("exact_vs_noop")
+    if exact:
+        out += ["", f"Goal: a hit within {HIT_VS_NOOP_GOAL}x of the no-op round trip: exact hit "
+                f"{exact:.2f}x, near-duplicate {ratios.get('fuzzy_vs_noop', float('nan')):.2f}x of the 8x8 no-op "
+                f"→ {verdict(exact <= HIT_VS_NOOP_GOAL)} for exact hits, "
+                f"{verdict(ratios.get('fuzzy_vs_noop', 99) <= HIT_VS_NOOP_GOAL)} for near-duplicates."]
+    served = lat["intended_vs_served"]
+    out += ["", f"Kinds served: re-uploads {served['exact']}, re-encodes {served['fuzzy']}, first uploads "
+            f"{served['miss']}. Errors: {len(lat['errors'])}.", "", "![latency per outcome](e2e_latency.png)", ""]
+    return out
+
+
+def bursts_section(r: dict) -> list[str]:
+    out = ["## 5. Identical uploads at the same moment", "",
+           "N clients (own `gradio_client` each, released by a barrier) upload the same new photo. "
+           "Goal: one inference; the others wait for it (coalesced) or arrive after it (exact).", "",
+           "| photo | clients | answered | kinds | inferences | errors | slowest |", "|---|---:|---:|---|---:|---:|---:|"]
+    for b in r["latency"]["bursts"]:
+        out.append(f"| {b['photo']} | {b['clients']} | {b['answers']} | {_kinds(b['kinds'])} | "
+                   f"{b['inferences']} | {len(b['errors'])} | {ms(b['slowest_ms'])} |")
+    ok = all(b["inferences"] == 1 and not b["errors"] and b["answers"] == b["clients"] for b in r["latency"]["bursts"])
+    return out + ["", f"Goal (1 inference per burst, every client answered): {verdict(ok)}.", ""]
+
+
+def _kinds(kinds: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
+
+
+def load_section(r: dict) -> list[str]:
+    load = r["load"]
+    out = ["## 2. Hits while the model is busy", "",
+           f"App with `--max-side 256`. {load['hit_clients']} clients send hits (alternately a byte-identical "
+           f"re-upload and a new JPEG re-encode of one of 6 cached photos), first with the model idle, then "
+           f"while {load['load_clients']} other clients keep sending new pictures (misses queue for the "
+           "model; when the new pictures run out they use Regenerate, which always runs the model).", "",
+           "| phase | hits | p50 | p95 | exact p50 | near-dup p50 | service p50 / p95 | kinds |",
+           "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for phase in ("idle", "busy"):
+        p = load[phase]
+        out.append(f"| {phase} | {p['all'].get('n', 0)} | {ms(p['all'].get('median'))} | {ms(p['all'].get('p95'))} | "
+                   f"{ms(p['exact'].get('median'))} | {ms(p['fuzzy'].get('median'))} | "
+                   f"{ms(p['service'].get('median'))} / {ms(p['service'].get('p95'))} | {_kinds(p['kinds'])} |")
+    ratio = load.get("p95_busy_vs_idle")
+    if ratio is not None:
+        out += ["", f"p95 busy / idle = **{ratio:.2f}x** (p50 {load['p50_busy_vs_idle']:.2f}x). "
+                f"Goal ≤ {BUSY_VS_IDLE_GOAL}x: {verdict(ratio <= BUSY_VS_IDLE_GOAL)}."]
+    out += ["", f"During the {load['window_s']:.1f} s busy window: {load['load_calls_in_window']} load requests "
+            f"({_kinds(load['load_kinds_in_window'])}), {load['model_runs_finished_in_window']} new pictures "
+            f"generated. Errors: {len(load['errors'])}.", "", "![hits under load](e2e_load.png)", ""]
+    return out
+
+
+def mixed_section(r: dict) -> list[str]:
+    m = r["mixed"]
+    lat = m["latency_ms"]
+    ok = not m["failed"] and not m["lost"] and not m["inconsistent"] and not m["wrong_pictures"] and not m["badge_mismatch"]
+    out = ["### 16 clients x 20 mixed requests", "",
+           f"{m['clients']} clients x {m['per_client']} requests, all started at once, each a random pick among "
+           f"{m['distinct_sources']} photos x 3 uploads (original file, JPEG q85, WebP q80); app with `--max-side 256`. "
+           "Each answer is checked against what had been answered before it was sent: these very bytes answered "
+           "before (as generated or exact) → exact; any copy of the photo answered before → near-duplicate or exact; "
+           "no copy sent before and none answered before it → generated or coalesced; otherwise (a copy in flight) "
+           "anything. Every picture returned is also matched (16x16 thumbnail) to the photo whose generated "
+           "output it resembles most, which must be its own.", "",
+           f"- sent {m['sent']}, answered {m['answered']}, failed {len(m['failed'])}, lost {m['lost']}, in {m['elapsed_s']:.0f} s",
+           f"- kinds: {_kinds(m['kinds'])}; inferences {m['inferences']} for {m['distinct_sources']} photos",
+           f"- inconsistent kinds: {len(m['inconsistent'])}; wrong pictures: {len(m['wrong_pictures'])}; "
+           f"badge not matching kind: {len(m['badge_mismatch'])}",
+           "- median latency: " + ", ".join(f"{k} {ms(v.get('median'))}" for k, v in lat.items() if v.get("n")),
+           f"- verdict: {verdict(ok)}"]
+    for label, items in (("inconsistent", m["inconsistent"]), ("wrong pictures", m["wrong_pictures"]),
+                         ("failed", m["failed"])):
+        if items:
+            out.append(f"- {label} (first 10): " + "; ".join(items[:10]))
+    return out + [""]
+
+
+def replay_section(r: dict) -> list[str]:
+    rp = r["replay"]
+    rows = rp["rows"]
+    miss_ms = rp["no_cache_miss_ms_median"]
+    out = ["## 3–4. The seed's replay workload, four ways of caching", "",
+           f"In process, {rp['photos']} photos x 5 uploads ({', '.join(rp['variants'])}) = {rp['requests']} requests in "
+           f"shuffled order, model input at the app's default {rp['max_side']} px. Ideal hit rate "
+           f"{100 * rp['ideal_hit_rate']:.0f} % (the first upload of each photo must run the model). Every "
+           "alternative wraps the same call (decode, fit, model, PNG); only the caching differs. "
+           "**gr.cache** is keyed on the decoded picture, as `gr.Image(type=\"pil\")` hands it to a function "
+           "(this favours it: a PNG re-save of the same pixels would hit; keyed on the file path or bytes it "
+           "could only hit byte-identical re-uploads, and a re-encode never hits either way). "
+           "**seed-style** is bench/seed_baseline.py: pHash rows in SQLite, Python scan, `<= 5` bits, no check.", "",
+           "False hit = a hit whose picture is nearest (16x16 thumbnail) to another photo's output. Miss overhead "
+           "= a miss's time outside the model minus the same request's time outside the model uncached, as a share "
+           "of the median uncached miss. CPU = this process's user+system seconds (all threads). Look-alikes "
+           f"({rp['lookalikes']}: mirrored, greyscale, +40 % brightness copies of the cached photos) are only looked up; "
+           "any hit there serves a wrong picture.", "",
+           "| alternative | hit rate | false hits | hit median | hit p95 | mean latency | CPU s (vs none) | miss overhead | restart | look-alike hits |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    for row in rows:
+        adv = ", ".join(f"{k} {v[0]}/{v[1]}" for k, v in row["adversarial"].items()) or "–"
+        overhead = (f"{ms(row['miss_overhead_ms'])} ({row['miss_overhead_pct']:+.1f} %)"
+                    if row["miss_overhead_ms"] is not None else "–")
+        out.append(f"| {row['name']} | {100 * row['hit_rate']:.0f} % ({row['hits']}/{row['requests']}) | "
+                   f"{row['false_hits']} | {ms(row['hit_ms_median'])} | {ms(row['hit_ms_p95'])} | {ms(row['mean_ms'])} | "
+                   f"{row['cpu_s']:.1f} ({row['cpu_vs_no_cache']:.2f}x) | {overhead} | {row['restart']} | {adv} |")
+    ours = next(row for row in rows if row["name"].startswith("ours"))
+    seed_ratio = SEED_REPORTED["miss_s"] / SEED_REPORTED["repeat_s"]
+    ours_ratio = miss_ms / ours["hit_ms_median"] if ours["hit_ms_median"] else float("nan")
+    out += ["",
+            f"Seed's reported figures: hit rate {100 * SEED_REPORTED['hit_rate']:.1f} % after round 3 (above the 80 % "
+            f"a single pass allows, which only repeated rounds or hits across photos can give); repeat "
+            f"{SEED_REPORTED['repeat_s'] * 1000:.0f} ms vs miss {SEED_REPORTED['miss_s']:.2f} s ({seed_ratio:.0f}x). "
+            f"Here, ours: hit rate {100 * ours['hit_rate']:.0f} % of an ideal {100 * rp['ideal_hit_rate']:.0f} %, "
+            f"hit {ms(ours['hit_ms_median'])} vs miss {ms(miss_ms)} ({ours_ratio:.0f}x), "
+            f"CPU {ours['cpu_vs_no_cache']:.2f}x of no cache.",
+            "",
+            f"Goal: miss overhead under {MISS_OVERHEAD_GOAL_PCT:.0f} % of a miss: ours "
+            f"{ours['miss_overhead_pct']:+.1f} % → {verdict((ours['miss_overhead_pct'] or 0) < MISS_OVERHEAD_GOAL_PCT)}. "
+            "Goal: no look-alike hits: ours "
+            f"{sum(v[0] for v in ours['adversarial'].values())} → "
+            f"{verdict(sum(v[0] for v in ours['adversarial'].values()) == 0 and ours['false_hits'] == 0)}."]
+    for row in rows:
+        if row["false_hit_detail"]:
+            out.append(f"\n{row['name']} false hits: " + "; ".join(row["false_hit_detail"][:8]))
+    return out + [""]
+
+
+def curves_section(r: dict) -> list[str]:
+    scan, sweep = r["curves"]["scan"], r["curves"]["sweep"]
+    out = ["## Cache curves", "",
+           "Look-up that matches nothing (random 64-bit queries) vs number of entries; values are tiny, so this "
+           "is the index, not the I/O of a hit. See bench/results/cache.md for the cache's own benchmark.", "",
+           "| entries | ours | seed-style |", "|---:|---:|---:|"]
+    for n, a, b in zip(scan["sizes"], scan["ours_ms"], scan["seed_ms"]):
+        out.append(f"| {n:,} | {ms(a)} | {ms(b)} |")
+    t = sweep["thresholds"]
+    out += ["", "![look-up time vs entries](e2e_scan.png)", "",
+            f"Recall and false hits vs threshold: originals stored, then {sweep['must_hit']} re-encodings (JPEG q85/q60, "
+            f"half size, WebP) and {sweep['must_miss']} look-alikes looked up (no model).", "",
+            "| threshold | " + " | ".join(str(x) for x in t) + " |", "|---|" + "---:|" * len(t)]
+    for name in ("ours", "seed"):
+        out.append(f"| {name} recall % | " + " | ".join(f"{100 * v:.0f}" for v in sweep[name]["recall"]) + " |")
+        out.append(f"| {name} false hits | " + " | ".join(str(v) for v in sweep[name]["false_hits"]) + " |")
+    return out + ["", "![recall and false hits vs threshold](e2e_threshold.png)", ""]
+
+
+def write_markdown(results: dict, path: Path) -> None:
+    lines = ["# End-to-end benchmark and load test (issue #5)", "",
+             f"Machine: {machine_line(results['machine'])}.", "",
+             "Every ratio compares numbers measured in the same run on this machine. Run it again with "
+             "`python -m bench --only e2e` (`python -m bench.e2e --parts latency,load,mixed,replay,curves`).", ""]
+    runs = results.get("runs", {})
+    lines.append("Parts: " + "; ".join(
+        f"{part} {run['date']} ({run['seconds']:.0f} s{', QUICK smoke run' if run['quick'] else ''})"
+        for part, run in runs.items()) + ".")
+    lines.append("")
+    for key, section in (("latency", latency_section), ("load", load_section), ("mixed", mixed_section),
+                         ("replay", replay_section), ("latency", bursts_section), ("curves", curves_section)):
+        if key in results:
+            lines += section(results)
+    path.write_text("\n".join(lines))

@@ -1,0 +1,93 @@
+"""The end-to-end plots (matplotlib, Agg): one PNG per question, from the results dict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def latency_plot(latency: dict, path: Path) -> None:
+    rt = latency["round_trip_ms"]
+    bars = [("no-op\n(8x8 PNG)", "noop"), ("no-op\n(result PNG)", "noop_sized"), ("exact hit", "exact"),
+            ("near-duplicate\nhit", "fuzzy"), ("miss\n(model)", "miss")]
+    bars = [(label, rt[key]) for label, key in bars if rt.get(key, {}).get("n")]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    colors = ["#9ca3af", "#6b7280", "#047857", "#10b981", "#b91c1c"][: len(bars)]
+    medians = [s["median"] for _, s in bars]
+    ax.bar([label for label, _ in bars], medians, color=colors)
+    ax.scatter(range(len(bars)), [s["p95"] for _, s in bars], marker="_", s=400, color="black", label="p95")
+    for i, m in enumerate(medians):
+        ax.annotate(f"{m:.0f} ms", (i, m), ha="center", va="bottom", fontsize=9)
+    ax.set_yscale("log")
+    ax.set_ylabel("round trip through gradio_client, ms (log)")
+    ax.set_title("Latency per outcome, real app vs no-op app (median, p95)")
+    ax.legend()
+    _save(fig, path)
+
+
+def load_plot(load: dict, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    labels = ["idle", f"model busy\n({load['load_clients']} clients queueing misses)"]
+    for offset, stat, color in ((-0.18, "median", "#10b981"), (0.18, "p95", "#047857")):
+        values = [load["idle"]["all"][stat], load["busy"]["all"][stat]]
+        ax.bar([i + offset for i in range(2)], values, width=0.36, color=color, label=stat)
+        for i, v in enumerate(values):
+            ax.annotate(f"{v:.0f}", (i + offset, v), ha="center", va="bottom", fontsize=9)
+    ax.set_xticks(range(2), labels)
+    ax.set_ylabel("hit round trip, ms")
+    ax.set_title("Cache hits while the model is busy")
+    ax.legend()
+    _save(fig, path)
+
+
+def scan_plot(scan: dict, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    ax.plot(scan["sizes"], scan["seed_ms"], "o-", color="#b91c1c", label="seed-style (SQLite rows, Python scan)")
+    ax.plot(scan["sizes"], scan["ours_ms"], "o-", color="#047857", label="ours (numpy Hamming index)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("cached entries")
+    ax.set_ylabel("look-up that matches nothing, ms")
+    ax.set_title("Look-up time vs cache size")
+    ax.legend()
+    _save(fig, path)
+
+
+def threshold_plot(sweep: dict, path: Path) -> None:
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+    t = sweep["thresholds"]
+    for name, color, label in (("seed", "#b91c1c", "seed-style (pHash only)"), ("ours", "#047857", "ours (pHash + verify)")):
+        left.plot(t, [100 * r for r in sweep[name]["recall"]], "o-", color=color, label=label)
+        right.plot(t, sweep[name]["false_hits"], "o-", color=color, label=label)
+    for ax in (left, right):
+        ax.axvline(5, color="#b91c1c", ls=":", lw=1)
+        ax.axvline(8, color="#047857", ls=":", lw=1)
+        ax.set_xlabel("threshold, pHash bits (dotted: seed 5, ours 8)")
+    left.set_ylabel(f"recall of {sweep['must_hit']} re-encodings, %")
+    right.set_ylabel(f"false hits (of {sweep['must_hit'] + sweep['must_miss']} queries)")
+    left.set_title("Re-encodings that hit their own photo")
+    right.set_title("Look-alikes hit / other photo served")
+    right.legend()
+    _save(fig, path)
+
+
+def write_plots(results: dict, folder: Path) -> list[Path]:
+    written = []
+    for key, name, draw in (("latency", "e2e_latency.png", lambda r: latency_plot(r, folder / name)),
+                            ("load", "e2e_load.png", lambda r: load_plot(r, folder / name)),
+                            ("curves", "e2e_scan.png", lambda r: scan_plot(r["scan"], folder / name)),
+                            ("curves", "e2e_threshold.png", lambda r: threshold_plot(r["sweep"], folder / name))):
+        if key in results:
+            draw(results[key])
+            written.append(folder / name)
+    return written
