@@ -81,7 +81,7 @@ class DiskStore:
     def __init__(self, directory: Path, *, size_limit: int) -> None:
         self.directory = Path(directory)
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: list[tuple[int, sqlite3.Connection]] = []
         self._connections_lock = threading.Lock()
         self._cache = diskcache.Cache(
             str(self.directory),
@@ -245,8 +245,9 @@ class DiskStore:
         self._cache.close()
         with self._connections_lock:
             connections, self._connections = self._connections, []
-        for con in connections:
-            con.close()
+        for pid, con in connections:
+            if pid == os.getpid():  # never close a connection a forked parent still uses
+                con.close()
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -260,7 +261,7 @@ class DiskStore:
             con.execute("PRAGMA synchronous = NORMAL")
             self._local.con, self._local.pid = con, os.getpid()
             with self._connections_lock:
-                self._connections.append(con)
+                self._connections.append((os.getpid(), con))
         return con
 
     @contextmanager

@@ -34,13 +34,15 @@ class HammingIndex:
         self._alive = np.empty(0, dtype=bool)
         self._size = 0
         self._dead = 0
+        self._last_seq = 0
 
     def __len__(self) -> int:
         return self._size - self._dead
 
     @property
     def last_seq(self) -> int:
-        return int(self._seqs[self._size - 1]) if self._size else 0
+        """The highest sequence number ever added (removals do not lower it)."""
+        return self._last_seq
 
     def extend(self, seqs: np.ndarray, hashes: np.ndarray) -> None:
         """Append rows whose sequence numbers are all above `last_seq`."""
@@ -55,6 +57,7 @@ class HammingIndex:
         self._hashes[self._size : end] = hashes
         self._alive[self._size : end] = True
         self._size = end
+        self._last_seq = int(seqs[-1])
 
     def discard(self, seqs: np.ndarray) -> None:
         """Forget rows by sequence number; unknown numbers are ignored."""

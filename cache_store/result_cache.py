@@ -24,7 +24,7 @@ import numpy as np
 
 from .bytes_disk import RefusedValue
 from .envelope import EnvelopeError, pack, unpack
-from .fingerprint import Fingerprint
+from .fingerprint import SIGNATURE_BYTES, Fingerprint
 from .fuzzy_tier import FuzzyTier
 from .lookup import Kind, Lookup
 from .recovery import is_corruption, open_store, remove_quarantined
@@ -77,8 +77,7 @@ class ResultCache:
         self._swap_lock = threading.Lock()
         self._warned_at: dict[str, float] = {}
         self._next_expire = time.monotonic() + EXPIRE_EVERY_S
-        self._store: Store | None = None
-        self._tier: FuzzyTier | None = None
+        self._live: tuple[Store, FuzzyTier] | None = None  # swapped whole, never half
         self._status = ""
         self._open()
 
@@ -87,7 +86,7 @@ class ResultCache:
     @property
     def healthy(self) -> bool:
         """False while running uncached (every lookup misses, put does nothing)."""
-        return self._store is not None
+        return self._live is not None
 
     @property
     def status_message(self) -> str:
@@ -205,10 +204,10 @@ class ResultCache:
 
     def close(self) -> None:
         with self._swap_lock:
-            store, self._store, self._tier = self._store, None, None
+            live, self._live = self._live, None
             self._status = "Result cache closed."
-        if store is not None:
-            store.close()
+        if live is not None:
+            live[0].close()
 
     def __enter__(self) -> ResultCache:
         return self
@@ -247,6 +246,10 @@ class ResultCache:
         for seq, distance in tier.nearest(nsid, fp.phash, threshold, FUZZY_CANDIDATES):
             row = store.row(seq)
             if row is None:
+                tier.forget(nsid, seq)
+                continue
+            if len(row.signature) != SIGNATURE_BYTES:  # damaged row: treat like a lost value
+                store.discard(row.key)
                 tier.forget(nsid, seq)
                 continue
             if verify_mismatch(fp, row) is not None:
@@ -293,9 +296,10 @@ class ResultCache:
 
     def _guarded(self, action: Callable[[Store, FuzzyTier], T], default: T) -> T:
         """Run `action` on the current store; any store error gives `default`, never raises."""
-        store, tier = self._store, self._tier
-        if store is None or tier is None:
+        live = self._live
+        if live is None:
             return default
+        store, tier = live
         try:
             return action(store, tier)
         except _STORE_ERRORS as error:
@@ -307,13 +311,12 @@ class ResultCache:
 
     def _open(self) -> None:
         opened = open_store(self.directory, size_limit=self.size_limit)
-        self._store = opened.store
-        self._tier = FuzzyTier(opened.store) if opened.store is not None else None
+        self._live = None if opened.store is None else (opened.store, FuzzyTier(opened.store))
         self._status = opened.message
 
     def _recover(self, broken: Store, error: BaseException) -> None:
         with self._swap_lock:
-            if self._store is not broken:  # another thread already recovered
+            if self._live is None or self._live[0] is not broken:  # already recovered
                 return
             log.warning("result cache store in %s failed (%s); reopening", self.directory, error)
             try:

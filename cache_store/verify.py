@@ -45,22 +45,38 @@ class Visual(Protocol):
     has_alpha: bool
 
 
+#: The checks after alpha, in order, with their tolerances.
+TOLERANCES = {
+    "aspect": ASPECT_TOLERANCE,
+    "brightness": GAIN_TOLERANCE,
+    "structure": STRUCTURE_TOLERANCE,
+    "colour": CHROMA_TOLERANCE,
+}
+
+
 def mismatch(query: Visual, cached: Visual) -> str | None:
     """The first check that `query` fails against `cached`, or None when they agree."""
     if query.has_alpha != cached.has_alpha:
         return "alpha"
-    if abs(math.log((query.width * cached.height) / (query.height * cached.width))) > ASPECT_TOLERANCE:
-        return "aspect"
+    found = measures(query, cached)
+    return next((name for name, tolerance in TOLERANCES.items() if found[name] > tolerance), None)
+
+
+def measures(query: Visual, cached: Visual) -> dict[str, float]:
+    """How far `query` is from `cached` on each check (the bench reports their margins).
+
+    Luma and chroma are compared after scaling `cached` by the brightness gain, so a
+    +-5 % brightness edit costs nothing there and is judged by the gain alone.
+    """
     q_luma, q_chroma = _planes(query.signature)
     c_luma, c_chroma = _planes(cached.signature)
     gain = (q_luma.mean() + 1.0) / (c_luma.mean() + 1.0)
-    if abs(math.log(gain)) > GAIN_TOLERANCE:
-        return "brightness"
-    if np.abs(q_luma - gain * c_luma).mean() > STRUCTURE_TOLERANCE:
-        return "structure"
-    if np.abs(q_chroma - gain * c_chroma).mean() > CHROMA_TOLERANCE:
-        return "colour"
-    return None
+    return {
+        "aspect": abs(math.log((query.width * cached.height) / (query.height * cached.width))),
+        "brightness": abs(math.log(gain)),
+        "structure": float(np.abs(q_luma - gain * c_luma).mean()),
+        "colour": float(np.abs(q_chroma - gain * c_chroma).mean()),
+    }
 
 
 def _planes(signature: bytes) -> tuple[np.ndarray, np.ndarray]:

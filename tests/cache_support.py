@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cache_store import Fingerprint
+from cache_store import Fingerprint, ResultCache
 from cache_store.envelope import unpack
+from cache_store.result_cache import _namespace_id
 
 MAX_SIDE = 512
 
@@ -47,6 +48,14 @@ def value_for(fp: Fingerprint, size: int) -> bytes:
 def value_matches(fp_sha: str, value: bytes) -> bool:
     head = fp_sha.encode()
     return value.startswith(head) and value[len(head) : len(head) + 32] == hashlib.sha256(head).digest()
+
+
+def indexed_rows(cache: ResultCache, namespace: str) -> int:
+    """Rows in this process's in-memory pHash index of `namespace`, synced with the store
+    by a lookup that misses (white-box: the index itself has no public view)."""
+    cache.lookup(namespace, synthetic_fingerprint(10**6))
+    _, tier = cache._live
+    return len(tier._indexes[_namespace_id(namespace)])
 
 
 def connect(directory: Path) -> sqlite3.Connection:

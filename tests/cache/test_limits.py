@@ -8,16 +8,9 @@ from pathlib import Path
 from PIL import Image
 
 from cache_store import Fingerprint, ResultCache
-from cache_store.result_cache import _namespace_id
-from cache_support import check_store, connect, reencode, synthetic_fingerprint, value_for
+from cache_support import check_store, connect, indexed_rows, reencode, synthetic_fingerprint, value_for
 
 NS = "ns"
-
-
-def indexed_rows(cache: ResultCache) -> int:
-    """Rows in this process's in-memory pHash index for NS, after syncing with the store."""
-    cache.lookup(NS, synthetic_fingerprint(10**6))  # a miss that syncs the index
-    return len(cache._tier._indexes[_namespace_id(NS)])
 
 
 def test_size_limit_evicts_least_recently_used_and_the_index_follows(tmp_path: Path) -> None:
@@ -31,7 +24,7 @@ def test_size_limit_evicts_least_recently_used_and_the_index_follows(tmp_path: P
         assert stats["evictions"] > 0 and stats["entries"] < len(prints) and stats["bytes"] < 1.3 * limit
         assert cache.lookup(NS, prints[0]) is not None
         assert cache.lookup(NS, prints[1]) is None
-        assert indexed_rows(cache) == stats["entries"]
+        assert indexed_rows(cache, NS) == stats["entries"]
     assert check_store(tmp_path) == {"values": stats["entries"], "rows": stats["entries"], "aliases": stats["entries"]}
 
 
@@ -45,7 +38,7 @@ def test_expired_entries_miss_and_leave_no_rows(tmp_path: Path, fitted: dict[str
         time.sleep(1.3)
         assert cache.lookup(NS, variant) is None
         assert cache.lookup_raw(NS, fp.raw_sha) is None and cache.lookup(NS, fp) is None
-        assert indexed_rows(cache) == 0
+        assert indexed_rows(cache, NS) == 0
     ResultCache(tmp_path, ttl=1).close()  # opening sweeps whatever expired
     assert check_store(tmp_path) == {"values": 0, "rows": 0, "aliases": 0}
 
@@ -66,7 +59,7 @@ def test_a_row_whose_value_file_vanished_is_a_miss_and_is_dropped(tmp_path: Path
         for path in tmp_path.glob("*/*/*.val"):
             path.unlink()
         assert cache.lookup(NS, Fingerprint.of(reencode(image, "WEBP"))) is None
-        assert indexed_rows(cache) == 0
+        assert indexed_rows(cache, NS) == 0
         assert cache.lookup_raw(NS, fp.raw_sha) is None
     assert check_store(tmp_path) == {"values": 0, "rows": 0, "aliases": 0}
 
@@ -80,7 +73,7 @@ def test_clear_empties_every_process_view(tmp_path: Path, fitted) -> None:
         first.put(NS, fp, value_for(fp, 50_000), {})
         assert second.lookup(NS, variant).kind == "fuzzy"
         first.clear()
-        assert second.lookup(NS, variant) is None and indexed_rows(second) == 0
+        assert second.lookup(NS, variant) is None and indexed_rows(second, NS) == 0
         assert first.stats()["lookups"] == 0 and first.stats()["entries"] == 0
         second.put(NS, fp, value_for(fp, 100), {})  # usable again after the wipe
         assert first.lookup(NS, variant).kind == "fuzzy"

@@ -8,8 +8,7 @@ from pathlib import Path
 from PIL import Image
 
 from cache_store import Fingerprint, ResultCache
-from cache_store.result_cache import _namespace_id
-from cache_support import reencode, synthetic_fingerprint, value_for
+from cache_support import indexed_rows, reencode, synthetic_fingerprint, value_for
 
 NS = "ns"
 FORK = multiprocessing.get_context("fork")
@@ -45,8 +44,7 @@ def test_entries_added_or_evicted_elsewhere_are_seen_at_the_next_lookup(tmp_path
         assert hit is not None and hit.kind == "fuzzy" and hit.meta == {"by": "child"}
         in_child(_flood, tmp_path)  # its size limit evicts the photo and most of the flood
         assert cache.lookup(NS, variant) is None
-        index = cache._tier._indexes[_namespace_id(NS)]
-        assert len(index) == cache.stats()["entries"] < 20
+        assert indexed_rows(cache, NS) == cache.stats()["entries"] < 20
 
 
 def _mixed_traffic(directory: Path, worker: int) -> None:
