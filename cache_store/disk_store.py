@@ -71,7 +71,7 @@ END;
 """
 
 
-class CorruptStore(Exception):
+class CorruptStore(sqlite3.DatabaseError):
     """SQLite's own integrity check failed."""
 
 

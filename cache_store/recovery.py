@@ -80,13 +80,15 @@ def remove_quarantined(directory: Path) -> None:
 
 @contextlib.contextmanager
 def _exclusive(directory: Path) -> Iterator[None]:
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: opening is simply not serialized
-        yield
-        return
+    """Hold an exclusive lock on the directory's open-lock file where the OS offers one."""
     with open(directory / _OPEN_LOCK, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            import fcntl
+
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except (ImportError, OSError):  # not POSIX, or a filesystem without flock
+            yield
+            return
         try:
             yield
         finally:

@@ -174,7 +174,9 @@ class ResultCache:
         """Counts over every process sharing the directory (since the last `clear()`).
 
         Each request counts once: a hit where it was found, or the outcome of
-        `get_or_compute`. `mean_ms` and `p95_ms` map kind -> ms (p95 over the latest 1024).
+        `get_or_compute`. `mean_ms` and `p95_ms` map kind -> ms (p95 over the latest 1024);
+        a miss's time includes the computation. `evictions` counts values removed by the
+        size limit, the TTL or as unreadable.
         """
         counters = self._guarded(lambda store, _: store.counters(), {})
         recent = self._guarded(lambda store, _: store.latencies(), {})

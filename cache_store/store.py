@@ -5,9 +5,10 @@ Four concerns:
 * exact tier: key -> bytes with a TTL and a byte size limit (LRU eviction), plus aliases
   (raw-file key -> value key) that disappear together with their value;
 * fuzzy rows: append-only, one per stored value, each with a store-wide increasing sequence
-  number (so per namespace too). Whenever a value goes (evicted, expired, discarded), its
-  row goes with it and the removal is logged, so an in-memory index in any process catches
-  up by reading only what is new: `rows_after` and `changes_since`;
+  number (so per namespace too). Whenever a value is deleted (evicted, swept after its TTL,
+  discarded as unreadable), its row goes in the same step and the removal is logged, so an
+  in-memory index in any process catches up by reading only what is new: `rows_after` and
+  `changes_since`. An expired value not yet swept is never served;
 * locks: a per-key lease with an owner and an expiry, for single-flight;
 * counters: per-kind outcome counts, latency sums and recent latencies, for all processes.
 
