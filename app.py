@@ -191,11 +191,11 @@ def build_ui(service: StylizeService, catalog: list[StyleStatus]) -> gr.Blocks:
                 badge = gr.Textbox(label="Cache", interactive=False, elem_id="badge", max_lines=1)
                 with gr.Accordion("Details (cache_info)", open=False):
                     info = gr.JSON(label="cache_info")
-        examples = sorted(p for p in EXAMPLES_DIR.glob("*.jpg"))
+        examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.jpg"))
         if examples and available:
             gr.Examples(
-                examples=[[str(p), available[0].style.name] for p in examples],
-                inputs=[image, style],
+                examples=examples,
+                inputs=image,
                 label="Examples (public domain / CC0, see examples/ATTRIBUTION.md)",
             )
         with gr.Accordion("Cache", open=True):
