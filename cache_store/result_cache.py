@@ -76,6 +76,7 @@ class ResultCache:
         self.lock_ttl = lock_ttl
         self._swap_lock = threading.Lock()
         self._warned_at: dict[str, float] = {}
+        self._last_fault: tuple[float, str] | None = None
         self._next_expire = time.monotonic() + EXPIRE_EVERY_S
         self._live: tuple[Store, FuzzyTier] | None = None  # swapped whole, never half
         self._status = ""
@@ -90,6 +91,10 @@ class ResultCache:
 
     @property
     def status_message(self) -> str:
+        """One line for the UI: ready / recovered / off, or a store error of the last minute."""
+        fault = self._last_fault
+        if fault is not None and self.healthy and time.monotonic() - fault[0] < WARN_EVERY_S:
+            return f"Result cache degraded: {fault[1]}"
         return self._status
 
     # -- lookups --------------------------------------------------------------------------
@@ -126,7 +131,11 @@ class ResultCache:
         its compute raises, a waiter takes over. Without a usable store, just computes.
         """
         started = time.perf_counter()
-        hit = self._guarded(lambda s, t: self._find(s, t, namespace, fingerprint, self.threshold, started), None)
+
+        def find() -> Lookup | None:
+            return self._guarded(lambda s, t: self._find(s, t, namespace, fingerprint, self.threshold, started), None)
+
+        hit = find()
         if hit is not None:
             return self._record(hit)
         lease = self._guarded(lambda store, _: self._lease(store, namespace, fingerprint), None)
@@ -137,14 +146,12 @@ class ResultCache:
                 break
             if acquired:
                 with lease:
-                    hit = self._guarded(
-                        lambda s, t: self._find(s, t, namespace, fingerprint, self.threshold, started), None
-                    )
+                    hit = find()  # someone may have finished between our lookup and the lease
                     if hit is None:
                         return self._compute(namespace, fingerprint, compute, started)
                 return self._record(_coalesced(hit, started))
             time.sleep(next(delays))
-            hit = self._guarded(lambda s, t: self._find(s, t, namespace, fingerprint, self.threshold, started), None)
+            hit = find()
             if hit is not None:
                 return self._record(_coalesced(hit, started))
         return self._compute(namespace, fingerprint, compute, started)
@@ -332,7 +339,7 @@ class ResultCache:
         if now - self._warned_at.get(topic, -WARN_EVERY_S) >= WARN_EVERY_S:
             self._warned_at[topic] = now
             log.warning(message)
-        self._status = f"Result cache degraded: {message}"
+        self._last_fault = (now, message)
 
 
 def _answer(

@@ -103,7 +103,7 @@ def _fill_a_full_disk(directory: Path, report) -> None:
         size = 2_000_000 if seed % 8 == 0 else 20_000  # files over the cap; inline rows fill the db
         result = cache.get_or_compute(NS, fp, lambda fp=fp, size=size: (value_for(fp, size), {}))
         ok += result.kind == "miss" and value_matches(fp.pixel_sha, result.value)
-    report.put((ok, cache.stats()["entries"], cache.healthy))
+    report.put((ok, cache.stats()["entries"], cache.healthy, cache.status_message))
     cache.close()
 
 
@@ -111,9 +111,10 @@ def test_a_full_disk_skips_writes_but_serves_every_request(tmp_path: Path, monke
     report = FORK.Queue()
     child = FORK.Process(target=_fill_a_full_disk, args=(tmp_path, report))
     child.start()
-    ok, entries, healthy = report.get(timeout=120)
+    ok, entries, healthy, status = report.get(timeout=120)
     child.join(timeout=30)
     assert child.exitcode == 0 and ok == 80 and healthy
+    assert status.startswith("Result cache degraded")  # the UI can say why results are not kept
     assert 0 < entries < 70  # some writes failed, quietly
     monkeypatch.setattr(disk_store, "ORPHAN_GRACE_S", 0.0)  # sweep half-written files now
     with ResultCache(tmp_path) as cache:

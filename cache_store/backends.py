@@ -1,0 +1,47 @@
+"""Which store a cache location names: a directory (diskcache) or a Redis URL.
+
+A directory serves the processes of one host; a Redis server serves replicas on many hosts.
+Opening never fails the app: an unreachable Redis gives a store that answers every call
+with `StoreUnavailable` (a miss) and reconnects by itself once Redis is back.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from .recovery import Opened, open_store
+
+log = logging.getLogger(__name__)
+
+SERVER_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def is_server_url(location: str | Path) -> bool:
+    return isinstance(location, str) and location.startswith(SERVER_SCHEMES)
+
+
+def open_backend(location: str | Path, *, size_limit: int) -> Opened:
+    """The store at `location`; `size_limit` applies to a directory (Redis has maxmemory)."""
+    if not is_server_url(location):
+        return open_store(Path(location), size_limit=size_limit)
+    from .redis_store import RedisStore  # the redis client is needed only for a Redis cache
+    from .store import StoreUnavailable
+
+    try:
+        store = RedisStore(str(location))
+    except ValueError as error:  # a malformed URL
+        log.warning("result cache URL is not usable, running uncached: %s", error)
+        return Opened(None, f"Result cache is off (bad cache URL: {error}); every photo is computed.")
+    message = f"Result cache on Redis at {store.where}."
+    try:
+        warning = store.config_warning()
+    except StoreUnavailable as error:
+        log.warning("result cache: %s Serving uncached until it answers.", error)
+        return Opened(store, message)
+    except OSError as error:  # e.g. INFO refused by an ACL: not a reason to go uncached
+        warning = f"could not read Redis' memory settings ({error})."
+    if warning:
+        log.warning("result cache: %s", warning)
+        message += f" Warning: {warning}"
+    return Opened(store, message)
