@@ -26,7 +26,7 @@ ASPECT_TOLERANCE = 0.03
 #: |ln(mean luma ratio)|: +-5 % brightness gives <= 0.06, +40 % (even clipped) >= 0.12.
 GAIN_TOLERANCE = 0.09
 #: Mean |luma - gain * cached luma| over the 16x16 thumbnail, in 8-bit levels: re-encodes
-#: and resizes stay < 2, brightness edits < 3; mirrors and crops shift content, >= 7.
+#: and resizes stay < 2.1, brightness edits < 3; a mirror is >= 18, a centred 10 % crop >= 7.
 STRUCTURE_TOLERANCE = 4.5
 #: Mean |chroma - gain * cached chroma| over the 8x8 Cb and Cr thumbnails (around 128):
 #: re-encodes stay ~1, a greyscale copy of the least colourful photo is >= 3, a tint >= 4.
