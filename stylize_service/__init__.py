@@ -13,15 +13,24 @@ __all__ = ["Outcome", "Settings", "build_service", "format_duration"]
 
 
 def open_cache(settings: Settings):
-    """The result cache the settings ask for, or None to run uncached."""
+    """The result cache the settings ask for, or None to run uncached.
+
+    `cache_url` (a Redis server shared by replicas) wins over `cache_dir` (this host only);
+    with Redis the byte budget is the server's own maxmemory, not `cache_size`.
+    """
     if settings.no_cache:
         return None
     from cache_store import ResultCache
+    from cache_store.backends import SERVER_SCHEMES, is_server_url
 
+    if settings.cache_url and not is_server_url(settings.cache_url):
+        raise SystemExit(
+            f"error: cache URL {settings.cache_url!r} must start with {', '.join(SERVER_SCHEMES)}"
+        )
     kwargs = {"size_limit": settings.cache_size, "ttl": settings.ttl}
     if settings.threshold is not None:
         kwargs["threshold"] = settings.threshold
-    return ResultCache(settings.cache_dir, **kwargs)
+    return ResultCache(settings.cache_url or settings.cache_dir, **kwargs)
 
 
 def build_service(settings: Settings):
