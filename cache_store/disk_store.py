@@ -149,9 +149,10 @@ class DiskStore:
         table = np.array(rows, dtype=np.int64).reshape(-1, 2)
         return table[:, 0].copy(), table[:, 1].copy().view(np.uint64)
 
-    def row(self, seq: int) -> FuzzyRow | None:
+    def row(self, namespace: str, seq: int) -> FuzzyRow | None:
         found = self._con().execute(
-            "SELECT seq, value_key, signature, width, height, has_alpha FROM cs_entry WHERE seq = ?", (seq,)
+            "SELECT seq, value_key, signature, width, height, has_alpha FROM cs_entry WHERE seq = ? AND ns = ?",
+            (seq, namespace),
         ).fetchone()
         if found is None:
             return None
@@ -220,6 +221,10 @@ class DiskStore:
 
     def usage(self) -> tuple[int, int]:
         return len(self._cache), self._cache.volume()
+
+    def outage(self) -> None:
+        """A local directory has no server to lose; its errors are per call."""
+        return None
 
     # -- housekeeping ---------------------------------------------------------------------
 

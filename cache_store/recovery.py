@@ -22,6 +22,7 @@ import diskcache
 from diskcache.core import DBNAME
 
 from .disk_store import CorruptStore, DiskStore
+from .store import Store
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ _OPEN_LOCK = ".open.lock"
 
 @dataclass(frozen=True)
 class Opened:
-    store: DiskStore | None
+    store: Store | None
     message: str
 
 

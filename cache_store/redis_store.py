@@ -271,7 +271,8 @@ class RedisStore:
 
     def usage(self) -> tuple[int, int]:
         """(results, bytes Redis uses). Redis evicts silently, so results are estimated
-        from its key count: every key but a few bookkeeping ones is a value or an alias."""
+        from its key count: every key but a few bookkeeping ones and the leases of
+        computations in flight is a value or an alias."""
         with self._call():
             pipe = self._client.pipeline(transaction=False)
             pipe.dbsize().info("memory").hmget(self._k("stats"), "puts", "aliased")
@@ -280,7 +281,7 @@ class RedisStore:
         values = max(0, keys - bookkeeping - streams)
         puts, aliased = int(puts or 0), int(aliased or 0)
         per_entry = 1 + aliased / puts if puts else 1
-        return round(values / per_entry), int(memory["used_memory"])
+        return min(puts, round(values / per_entry)), int(memory["used_memory"])
 
     # -- housekeeping ---------------------------------------------------------------------
 

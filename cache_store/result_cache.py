@@ -5,6 +5,10 @@ hash, precision, output settings, pipeline version), so a new model or setting c
 be served a stale result. A broken store never fails a request: every store error becomes a
 miss (or a skipped write), a corrupt store is moved aside and replaced, and a store that
 cannot be opened leaves the cache off (`healthy` is False, `status_message` says why).
+
+The store is a local directory (diskcache) or a Redis server that replicas on several hosts
+share (see `backends`); while Redis is unreachable the cache runs uncached the same way and
+picks Redis up again by itself.
 """
 
 from __future__ import annotations
@@ -27,10 +31,11 @@ from .envelope import EnvelopeError, pack, unpack
 from .fingerprint import SIGNATURE_BYTES, Fingerprint
 from .fuzzy_tier import FuzzyTier
 from .lookup import Kind, Lookup
-from .recovery import is_corruption, open_store, remove_quarantined
+from .backends import is_server_url, open_backend
+from .recovery import is_corruption, remove_quarantined
 from .verify import mismatch as verify_mismatch
 from .single_flight import KeyLease, poll_delays
-from .store import Entry, Store
+from .store import Entry, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +56,9 @@ T = TypeVar("T")
 
 
 class ResultCache:
-    """Two-tier result cache in `directory`, shared by the threads and processes using it.
+    """Two-tier result cache in `directory`, shared by the threads and processes using it,
+    or on the Redis server that a redis:// (rediss://, unix://) URL in its place names,
+    shared by every replica using it (its byte budget is then Redis' maxmemory).
 
     `size_limit` bytes (LRU eviction), `ttl` seconds per entry (0 keeps entries until
     evicted), `threshold` pHash bits for fuzzy candidates, `lock_ttl` seconds that a dead
@@ -69,7 +76,7 @@ class ResultCache:
     ) -> None:
         if not 0 <= threshold <= 64:
             raise ValueError(f"threshold must be 0..64 bits, not {threshold}")
-        self.directory = Path(directory)
+        self.location: str | Path = directory if is_server_url(directory) else Path(directory)
         self.size_limit = size_limit
         self.ttl = ttl
         self.threshold = threshold
@@ -86,12 +93,19 @@ class ResultCache:
 
     @property
     def healthy(self) -> bool:
-        """False while running uncached (every lookup misses, put does nothing)."""
-        return self._live is not None
+        """False while running uncached (every lookup misses, put does nothing): no store,
+        or its server is unreachable (retried on later calls, after a growing pause)."""
+        live = self._live
+        return live is not None and live[0].outage() is None
 
     @property
     def status_message(self) -> str:
-        """One line for the UI: ready / recovered / off, or a store error of the last minute."""
+        """One line for the UI: ready / recovered / off / unreachable, or a store error of the
+        last minute."""
+        live = self._live
+        outage = live[0].outage() if live is not None else None
+        if outage:
+            return outage
         fault = self._last_fault
         if fault is not None and self.healthy and time.monotonic() - fault[0] < WARN_EVERY_S:
             return f"Result cache degraded: {fault[1]}"
@@ -209,7 +223,8 @@ class ResultCache:
     def clear(self) -> None:
         """Delete every cached result, moved-aside store and statistic."""
         self._guarded(lambda store, _: store.clear(), None)
-        remove_quarantined(self.directory)
+        if isinstance(self.location, Path):
+            remove_quarantined(self.location)
 
     def close(self) -> None:
         with self._swap_lock:
@@ -253,7 +268,7 @@ class ResultCache:
         self, store: Store, tier: FuzzyTier, nsid: str, fp: Fingerprint, threshold: int, started: float
     ) -> Lookup | None:
         for seq, distance in tier.nearest(nsid, fp.phash, threshold, FUZZY_CANDIDATES):
-            row = store.row(seq)
+            row = store.row(nsid, seq)
             if row is None:
                 tier.forget(nsid, seq)
                 continue
@@ -314,12 +329,14 @@ class ResultCache:
         except _STORE_ERRORS as error:
             if is_corruption(error):
                 self._recover(store, error)
+            elif isinstance(error, StoreUnavailable):  # `healthy` and `status_message` say so
+                self._warn("unavailable", f"result cache unreachable, serving uncached: {error}", fault=False)
             else:
                 self._warn(type(error).__name__, f"result cache unavailable for this request: {error}")
             return default
 
     def _open(self) -> None:
-        opened = open_store(self.directory, size_limit=self.size_limit)
+        opened = open_backend(self.location, size_limit=self.size_limit)
         self._live = None if opened.store is None else (opened.store, FuzzyTier(opened.store))
         self._status = opened.message
 
@@ -327,19 +344,20 @@ class ResultCache:
         with self._swap_lock:
             if self._live is None or self._live[0] is not broken:  # already recovered
                 return
-            log.warning("result cache store in %s failed (%s); reopening", self.directory, error)
+            log.warning("result cache store in %s failed (%s); reopening", self.location, error)
             try:
                 broken.close()
             except _STORE_ERRORS:
                 pass
             self._open()
 
-    def _warn(self, topic: str, message: str) -> None:
+    def _warn(self, topic: str, message: str, *, fault: bool = True) -> None:
         now = time.monotonic()
         if now - self._warned_at.get(topic, -WARN_EVERY_S) >= WARN_EVERY_S:
             self._warned_at[topic] = now
             log.warning(message)
-        self._last_fault = (now, message)
+        if fault:
+            self._last_fault = (now, message)
 
 
 def _answer(

@@ -12,7 +12,12 @@ Four concerns:
 * locks: a per-key lease with an owner and an expiry, for single-flight;
 * counters: per-kind outcome counts, latency sums and recent latencies, for all processes.
 
-Backends raise their own errors; `ResultCache` turns any of them into a miss.
+A backend that cannot log removals (Redis evicts and expires silently) must instead never
+hand out an alias or row whose value is gone: it deletes it when read, and in-memory indexes
+forget such rows when a lookup meets them.
+
+Backends raise their own errors; `ResultCache` turns any of them into a miss. A backend on a
+server raises `StoreUnavailable` while the server cannot be reached and says why in `outage`.
 """
 
 from __future__ import annotations
@@ -24,6 +29,10 @@ import numpy as np
 
 #: Opaque position in a store's change log, as returned by `changes_since`.
 Cursor = tuple[int, int]
+
+
+class StoreUnavailable(OSError):
+    """The store's server cannot be reached now; the store retries it on later calls."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +84,7 @@ class Store(Protocol):
         """(seqs int64, hashes uint64) of the namespace's rows after `seq`, in order."""
         ...
 
-    def row(self, seq: int) -> FuzzyRow | None: ...
+    def row(self, namespace: str, seq: int) -> FuzzyRow | None: ...
     def changes_since(self, cursor: Cursor | None) -> Changes: ...
 
     # locks
@@ -95,6 +104,10 @@ class Store(Protocol):
 
     def usage(self) -> tuple[int, int]:
         """(entries, bytes on disk)."""
+        ...
+
+    def outage(self) -> str | None:
+        """Why the store's server cannot be used now, or None; without a round trip."""
         ...
 
     # housekeeping
