@@ -9,6 +9,7 @@ import sqlite3
 from pathlib import Path
 
 import numpy as np
+import redis
 from PIL import Image
 
 from cache_store import Fingerprint, ResultCache
@@ -56,6 +57,19 @@ def indexed_rows(cache: ResultCache, namespace: str) -> int:
     cache.lookup(namespace, synthetic_fingerprint(10**6))
     _, tier = cache._live
     return len(tier._indexes[_namespace_id(namespace)])
+
+
+def check(location: Path | str) -> dict[str, int]:
+    """`check_store` for a directory, `check_redis` for a Redis URL."""
+    if isinstance(location, Path):
+        return check_store(location)
+    from redis_support import check_redis
+
+    client = redis.Redis.from_url(location)
+    try:
+        return check_redis(client)
+    finally:
+        client.close()
 
 
 def connect(directory: Path) -> sqlite3.Connection:

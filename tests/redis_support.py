@@ -22,6 +22,8 @@ from cache_store.envelope import unpack
 
 #: The Redis tests' databases: 0 for tests that flush it, 1 for module-wide fixtures.
 FLUSHED_DB, MODULE_DB = 0, 1
+#: Parameters of a fixture for the tests that both backends must pass.
+BACKENDS = ["disk", pytest.param("redis", marks=pytest.mark.redis)]
 
 
 class RedisServer:
@@ -80,6 +82,15 @@ def running_server(directory: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+def fresh_location(request: pytest.FixtureRequest, directory: Path, db: int = FLUSHED_DB) -> Path | str:
+    """For a fixture parametrized over BACKENDS: `directory`, or database `db` emptied."""
+    if request.param == "disk":
+        return directory
+    server = request.getfixturevalue("redis_server")
+    server.client(db).flushdb()
+    return server.url(db)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,6 @@
-"""Fixtures for the cache_store tests: the project photos, fitted as the service fits them."""
+"""Fixtures for the cache_store tests: the project photos, fitted as the service fits them,
+and where a cache lives: the tests of behaviour both backends share take `location`, a
+fresh directory or an empty database on a real Redis server."""
 
 from __future__ import annotations
 
@@ -8,6 +10,12 @@ import pytest
 from PIL import Image
 
 from cache_support import fit
+from redis_support import BACKENDS, fresh_location, redis_server, redis_url  # noqa: F401 (fixtures)
+
+
+@pytest.fixture(params=BACKENDS)
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    return fresh_location(request, tmp_path)
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from cache_store import ResultCache
-from cache_support import check_store, synthetic_fingerprint, value_for, value_matches
+from cache_support import check, synthetic_fingerprint, value_for, value_matches
 
 NS = "ns"
 FORK = multiprocessing.get_context("fork")
@@ -31,7 +31,7 @@ def _compute_logged(seed: int, log: Path, seconds: float):
     return compute
 
 
-def _hammer(directory: Path, worker: int, log: Path, results) -> None:
+def _hammer(directory: Path | str, worker: int, log: Path, results) -> None:
     """Two threads: the shared keys through get_or_compute, plus 25 own entries each."""
     cache = ResultCache(directory)
 
@@ -57,8 +57,8 @@ def _hammer(directory: Path, worker: int, log: Path, results) -> None:
     cache.close()
 
 
-def test_processes_and_threads_compute_each_key_once(tmp_path: Path) -> None:
-    store, log = tmp_path / "store", tmp_path / "computed.log"
+def test_processes_and_threads_compute_each_key_once(location: Path | str, tmp_path: Path) -> None:
+    store, log = location, tmp_path / "computed.log"
     results = FORK.Queue()
     workers = [FORK.Process(target=_hammer, args=(store, w, log, results)) for w in range(3)]
     for worker in workers:
@@ -74,7 +74,7 @@ def test_processes_and_threads_compute_each_key_once(tmp_path: Path) -> None:
         assert len(mine) == 6 and len({digest for _, digest in mine}) == 1
         assert sorted(kind for kind, _ in mine).count("miss") == 1
         assert {kind for kind, _ in mine} <= {"miss", "coalesced", "exact"}
-    counts = check_store(store)  # every value whole and under its own key, rows in step
+    counts = check(store)  # every value whole and under its own key, rows in step
     assert counts == {"values": 154, "rows": 154, "aliases": 154}
     with ResultCache(store) as cache:
         stats = cache.stats()
@@ -84,7 +84,7 @@ def test_processes_and_threads_compute_each_key_once(tmp_path: Path) -> None:
             assert value_matches(fp.pixel_sha, cache.lookup_raw(NS, fp.raw_sha).value)
 
 
-def test_threads_take_over_when_the_computing_caller_fails(tmp_path: Path) -> None:
+def test_threads_take_over_when_the_computing_caller_fails(location: Path | str) -> None:
     fp = synthetic_fingerprint(7)
     calls = []
 
@@ -101,13 +101,13 @@ def test_threads_take_over_when_the_computing_caller_fails(tmp_path: Path) -> No
         except RuntimeError:
             return "raised"
 
-    with ResultCache(tmp_path) as cache, ThreadPoolExecutor(4) as pool:
+    with ResultCache(location) as cache, ThreadPoolExecutor(4) as pool:
         kinds = sorted(pool.map(lambda _: call(), range(4)))
     assert len(calls) == 2
     assert kinds == ["coalesced", "coalesced", "miss", "raised"]
 
 
-def _hold_lease(directory: Path, holding) -> None:
+def _hold_lease(directory: Path | str, holding) -> None:
     cache = ResultCache(directory, lock_ttl=0.6)
 
     def compute() -> tuple[bytes, dict]:
@@ -118,9 +118,9 @@ def _hold_lease(directory: Path, holding) -> None:
     cache.get_or_compute(NS, synthetic_fingerprint(3), compute)
 
 
-def test_a_killed_holder_blocks_others_only_until_its_lease_expires(tmp_path: Path) -> None:
+def test_a_killed_holder_blocks_others_only_until_its_lease_expires(location: Path | str) -> None:
     holding = FORK.Event()
-    holder = FORK.Process(target=_hold_lease, args=(tmp_path, holding))
+    holder = FORK.Process(target=_hold_lease, args=(location, holding))
     holder.start()
     assert holding.wait(30)
     computed = threading.Event()
@@ -130,7 +130,7 @@ def test_a_killed_holder_blocks_others_only_until_its_lease_expires(tmp_path: Pa
         computed.set()
         return b"mine", {}
 
-    with ResultCache(tmp_path, lock_ttl=0.6) as cache:
+    with ResultCache(location, lock_ttl=0.6) as cache:
         waiter = threading.Thread(target=lambda: result.append(cache.get_or_compute(NS, synthetic_fingerprint(3), compute)))
         waiter.start()
         # the holder's heartbeat keeps its lease past lock_ttl while it lives

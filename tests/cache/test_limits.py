@@ -8,7 +8,7 @@ from pathlib import Path
 from PIL import Image
 
 from cache_store import Fingerprint, ResultCache
-from cache_support import check_store, connect, indexed_rows, reencode, synthetic_fingerprint, value_for
+from cache_support import check, check_store, connect, indexed_rows, reencode, synthetic_fingerprint, value_for
 
 NS = "ns"
 
@@ -28,19 +28,19 @@ def test_size_limit_evicts_least_recently_used_and_the_index_follows(tmp_path: P
     assert check_store(tmp_path) == {"values": stats["entries"], "rows": stats["entries"], "aliases": stats["entries"]}
 
 
-def test_expired_entries_miss_and_leave_no_rows(tmp_path: Path, fitted: dict[str, Image.Image]) -> None:
+def test_expired_entries_miss_and_leave_no_rows(location: Path | str, fitted: dict[str, Image.Image]) -> None:
     image = next(iter(fitted.values()))
     fp = Fingerprint.of(image, raw_sha="00" * 32)
     variant = Fingerprint.of(reencode(image, "JPEG", quality=70))
-    with ResultCache(tmp_path, ttl=1) as cache:
+    with ResultCache(location, ttl=1) as cache:
         cache.put(NS, fp, value_for(fp, 100_000), {})
         assert cache.lookup(NS, variant).kind == "fuzzy"
         time.sleep(1.3)
         assert cache.lookup(NS, variant) is None
         assert cache.lookup_raw(NS, fp.raw_sha) is None and cache.lookup(NS, fp) is None
         assert indexed_rows(cache, NS) == 0
-    ResultCache(tmp_path, ttl=1).close()  # opening sweeps whatever expired
-    assert check_store(tmp_path) == {"values": 0, "rows": 0, "aliases": 0}
+    ResultCache(location, ttl=1).close()  # opening sweeps whatever expired
+    assert check(location) == {"values": 0, "rows": 0, "aliases": 0}
 
 
 def test_ttl_zero_keeps_entries(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from cache_store import Fingerprint, ResultCache
 from cache_store.result_cache import DEFAULT_THRESHOLD
 from cache_store.verify import mismatch
 from cache_support import fit, reencode
+from redis_support import BACKENDS, MODULE_DB, fresh_location
 
 NS = "style=hayao|weights=test|fp32|side512|v1|png"
 Variant = Callable[[Image.Image], Image.Image]
@@ -61,9 +62,9 @@ MUST_MISS: dict[str, Variant] = {
 }
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory, fitted: dict[str, Image.Image]) -> ResultCache:
-    cache = ResultCache(tmp_path_factory.mktemp("matching"))
+@pytest.fixture(scope="module", params=BACKENDS)
+def cache(request, tmp_path_factory: pytest.TempPathFactory, fitted: dict[str, Image.Image]) -> ResultCache:
+    cache = ResultCache(fresh_location(request, tmp_path_factory.mktemp("matching"), MODULE_DB))
     for name, image in fitted.items():
         cache.put(NS, Fingerprint.of(image), name.encode(), {"name": name})
     yield cache

@@ -19,7 +19,7 @@ from cache_store import Fingerprint, ResultCache
 from cache_store.envelope import MAGIC
 from cache_store.redis_store import RedisStore
 from cache_support import indexed_rows, reencode, synthetic_fingerprint, value_for, value_matches
-from redis_support import RedisServer, check_redis, redis_server, redis_url  # noqa: F401 (fixtures)
+from redis_support import RedisServer, check_redis
 
 pytestmark = pytest.mark.redis
 

@@ -47,7 +47,7 @@ def test_entries_added_or_evicted_elsewhere_are_seen_at_the_next_lookup(tmp_path
         assert indexed_rows(cache, NS) == cache.stats()["entries"] < 20
 
 
-def _mixed_traffic(directory: Path, worker: int) -> None:
+def _mixed_traffic(directory: Path | str, worker: int) -> None:
     with ResultCache(directory) as cache:
         fp = synthetic_fingerprint(100 + worker)
         cache.get_or_compute(NS, fp, lambda: (value_for(fp, 1_000), {}))  # miss
@@ -56,10 +56,10 @@ def _mixed_traffic(directory: Path, worker: int) -> None:
         assert cache.lookup(NS, synthetic_fingerprint(500 + worker)) is None  # not counted
 
 
-def test_stats_add_up_across_processes(tmp_path: Path) -> None:
+def test_stats_add_up_across_processes(location: Path | str) -> None:
     for worker in range(2):
-        in_child(_mixed_traffic, tmp_path, worker)
-    with ResultCache(tmp_path) as cache:
+        in_child(_mixed_traffic, location, worker)
+    with ResultCache(location) as cache:
         stats = cache.stats()
     assert {key: stats[key] for key in ("lookups", "exact_hits", "fuzzy_hits", "coalesced", "misses", "entries")} == {
         "lookups": 6,
