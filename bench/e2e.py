@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -42,7 +43,7 @@ class Plan:
     load_clients: int = 4
     mixed_clients: int = 16
     mixed_per_client: int = 20
-    replay_photos: int = 8
+    replay_photos: int = 6
     scan_sizes: tuple[int, ...] = (100, 1_000, 10_000)
     sweep_photos: int = 20
 
@@ -65,19 +66,26 @@ def run_parts(parts: list[str], plan: Plan) -> dict:
     weights = workloads.weights_dir()
     work = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
     faces, scenes = "face_", "scene_animeganv3_"
-    half = max(1, plan.replay_photos // 2)
+    # Two thirds portraits (small), one third 1024 px scenes: the model's cost spans both.
+    scene_count = max(1, plan.replay_photos // 3)
+    replay_photos = pick(photos, faces, plan.replay_photos - scene_count) + pick(photos, scenes, scene_count, skip=6)
+    def load(env: dict[str, str] | None) -> dict:
+        return e2e_load.hits_under_load(
+            work, weights, pick(photos, faces, 6), pick(photos, faces, 10, skip=6) + pick(photos, scenes, 6),
+            hit_clients=2, load_clients=plan.load_clients, hits_per_client=plan.hits_per_client, env=env)
+
     jobs: dict[str, Callable[[], dict]] = {
         "latency": lambda: e2e_latency.latency_per_outcome(
             work, weights, pick(photos, scenes, 6), plan.latency_repeats,
             pick(photos, "scene_bryandlee_", 3), plan.burst_clients),
-        "load": lambda: e2e_load.hits_under_load(
-            work, weights, pick(photos, faces, 6), pick(photos, faces, 10, skip=6) + pick(photos, scenes, 6),
-            hit_clients=2, load_clients=plan.load_clients, hits_per_client=plan.hits_per_client),
+        "load": lambda: {
+            **load(None),
+            # What-if: one intra-op thread for the model, leaving a core to the web server.
+            "one_thread": load({"OMP_NUM_THREADS": "1"}),
+        },
         "mixed": lambda: e2e_load.mixed_clients(
             work, weights, pick(photos, faces, 8), plan.mixed_clients, plan.mixed_per_client),
-        "replay": lambda: e2e_replay.measure(
-            pick(photos, faces, half) + pick(photos, scenes, half, skip=6),
-            pick(photos, faces, half) + pick(photos, scenes, half, skip=6), _default_max_side(), weights),
+        "replay": lambda: e2e_replay.measure(replay_photos, replay_photos, _default_max_side(), weights),
         "curves": lambda: {
             "scan": e2e_cache_curves.scan_time(list(plan.scan_sizes)),
             "sweep": e2e_cache_curves.threshold_sweep(photos[:: max(1, len(photos) // plan.sweep_photos)],
@@ -87,12 +95,13 @@ def run_parts(parts: list[str], plan: Plan) -> dict:
     results: dict = {"machine": machine_info(), "runs": {}}
     try:
         for part in parts:
-            started = time.monotonic()
+            started, load_before = time.monotonic(), os.getloadavg()[0]
             print(f"[e2e] {part} ...", flush=True)
             results[part] = jobs[part]()
             seconds = time.monotonic() - started
             results["runs"][part] = {"seconds": seconds, "date": time.strftime("%Y-%m-%d %H:%M"),
-                                     "quick": plan == QUICK, "plan": plan.__dict__}
+                                     "quick": plan == QUICK, "plan": plan.__dict__,
+                                     "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
             print(f"[e2e] {part} done in {seconds:.0f} s", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)

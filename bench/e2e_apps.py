@@ -54,11 +54,11 @@ def _wait_until_up(server: Server) -> None:
 
 
 @contextlib.contextmanager
-def serve(args: list[str], workdir: Path) -> Iterator[Server]:
+def serve(args: list[str], workdir: Path, env: dict[str, str] | None = None) -> Iterator[Server]:
     """Run `python <args> --port P` from the repo root; yield it once it answers; stop it."""
     port = free_port()
     log_path = workdir / f"server-{port}.log"
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(REPO), **(env or {})}
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, *args, "--port", str(port)],
@@ -77,11 +77,12 @@ def serve(args: list[str], workdir: Path) -> Iterator[Server]:
             process.wait(timeout=15)
 
 
-def real_app(workdir: Path, weights_dir: Path, *extra: str) -> contextlib.AbstractContextManager[Server]:
-    """`app.py` with a fresh cache in `workdir`, offline, plus `extra` flags."""
+def real_app(workdir: Path, weights_dir: Path, *extra: str,
+             env: dict[str, str] | None = None) -> contextlib.AbstractContextManager[Server]:
+    """`app.py` with a fresh cache in `workdir`, offline, plus `extra` flags and `env`."""
     cache = Path(tempfile.mkdtemp(prefix="cache-", dir=workdir))
     return serve(["app.py", "--cache-dir", str(cache), "--weights-dir", str(weights_dir), "--offline", *extra],
-                 workdir)
+                 workdir, env)
 
 
 def noop_app(workdir: Path, reply: Path | None = None) -> contextlib.AbstractContextManager[Server]:

@@ -20,7 +20,7 @@ from pathlib import Path
 import imagehash
 
 from bench import workloads
-from bench.seed_baseline import SeedStyleCache
+from bench.seed_baseline import SEED_THRESHOLD, SeedStyleCache
 
 NAMESPACE = "bench|curves"
 
@@ -79,13 +79,14 @@ def _median_ms(fn, items) -> float:
 
 def threshold_sweep(photos: list[Path], thresholds: list[int], max_side: int) -> dict:
     """Recall of re-encodings and false hits (look-alikes, other photos) per threshold."""
-    from cache_store import ResultCache
+    from cache_store import DEFAULT_THRESHOLD, ResultCache
 
     stored = workloads.requests_for(photos, {"original": workloads.REENCODINGS["original"]})
     must_hit = workloads.requests_for(photos, {k: v for k, v in workloads.REENCODINGS.items() if k != "original"})
     lookalikes = workloads.requests_for(photos, workloads.ADVERSARIAL)
     fingerprints = {r.name: _fingerprint(r.data, max_side) for r in stored + must_hit + lookalikes}
     result: dict = {"thresholds": thresholds, "must_hit": len(must_hit), "must_miss": len(lookalikes),
+                    "ours_threshold": DEFAULT_THRESHOLD, "seed_threshold": SEED_THRESHOLD,
                     "ours": {"recall": [], "false_hits": []}, "seed": {"recall": [], "false_hits": []}}
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as work:
         cache = ResultCache(Path(work) / "ours", ttl=0)

@@ -8,6 +8,7 @@ result back, and the second floor shows what that transfer alone costs.
 
 from __future__ import annotations
 
+import statistics
 import threading
 from pathlib import Path
 
@@ -80,6 +81,13 @@ def _latency_report(calls: dict[str, list[Call]]) -> dict:
         },
         "errors": errors,
     }
+    # Calls of one round ran back to back with the same upload: their differences cancel
+    # most of the drift of a shared machine, unlike differences of medians.
+    report["paired_extra_ms"] = {
+        "result_png_transfer": _paired(calls["noop_sized"], calls["noop"]),
+        "exact": _paired(calls["exact"], calls["noop"]),
+        "fuzzy": _paired(calls["fuzzy"], calls["noop_fuzzy"]),
+    }
     rt = report["round_trip_ms"]
     if rt["noop"].get("n") and rt["noop_sized"].get("n"):
         report["ratios"] = {
@@ -88,6 +96,12 @@ def _latency_report(calls: dict[str, list[Call]]) -> dict:
             for floor in ("noop", "noop_sized")
         }
     return report
+
+
+def _paired(calls: list[Call], floors: list[Call]) -> float | None:
+    """Median of per-round differences (ms) between two series called in the same rounds."""
+    diffs = [c.ms - f.ms for c, f in zip(calls, floors) if not c.error and not f.error]
+    return statistics.median(diffs) if diffs else None
 
 
 def identical_bursts(url: str, photos: list[Path], clients: int) -> list[dict]:

@@ -7,6 +7,7 @@ by a count and a deadline, and every call by a timeout (bench/e2e_apps.py).
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
@@ -32,66 +33,92 @@ def _run_all(workers: list[threading.Thread], timeout: float) -> None:
 
 
 def hits_under_load(work: Path, weights_dir: Path, cached: list[Path], load_pool: list[Path],
-                    hit_clients: int, load_clients: int, hits_per_client: int) -> dict:
-    """p50/p95 of hits (exact re-uploads and new re-encodes of cached photos), idle vs busy model."""
+                    hit_clients: int, load_clients: int, hits_per_client: int, rounds: int = 3,
+                    env: dict[str, str] | None = None) -> dict:
+    """p50/p95 of hits (exact re-uploads and new re-encodes of cached photos), idle vs busy model.
+
+    Idle and busy phases alternate `rounds` times, so drift in the machine's other load
+    falls on both alike; each phase sends `hits_per_client // rounds` hits per client.
+    `env` goes to the app (e.g. OMP_NUM_THREADS, which the engine honours).
+    """
+    per_phase = max(1, hits_per_client // rounds)
     uploads = work / "uploads-load"
-    copies = [workloads.write(workloads.jpeg_quality_copies(p, range(95, 95 - hits_per_client, -1)), uploads)
-              for p in cached]
+    needed = -(-hit_clients * rounds * 2 * per_phase // len(cached))  # new re-encodes per photo, rounded up
+    copies = [workloads.write(workloads.jpeg_quality_copies(p, range(95, 95 - needed, -1)), uploads) for p in cached]
     fresh = iter([path for round_ in zip(*copies) for path in round_])
 
     def hit_plan() -> list[Path]:  # alternately a byte-identical re-upload and a new re-encode
-        return [cached[i % len(cached)] if i % 2 == 0 else next(fresh) for i in range(hits_per_client)]
+        return [cached[i % len(cached)] if i % 2 == 0 else next(fresh) for i in range(per_phase)]
 
-    pool = workloads.write(workloads.distinct_pictures(load_pool), uploads)
-    with real_app(work, weights_dir, "--max-side", LOAD_MAX_SIDE) as app:
+    new_pictures = iter(workloads.write(workloads.distinct_pictures(load_pool), uploads))
+    used: list[Path] = []
+    regenerated = itertools.count()
+    lock = threading.Lock()
+
+    def next_load() -> tuple[Path, str]:
+        """A new picture (a miss that queues), or once they run out, Regenerate of a used one."""
+        with lock:
+            path = next(new_pictures, None)
+            if path is not None:
+                used.append(path)
+                return path, "/stylize"
+            return used[next(regenerated) % len(used)], "/regenerate"
+
+    idle: list[Call] = []
+    busy: list[Call] = []
+    load_calls: list[Call] = []
+    windows: list[tuple[float, float]] = []
+    with real_app(work, weights_dir, "--max-side", LOAD_MAX_SIDE, env=env) as app:
         users = [client(app.url) for _ in range(hit_clients + load_clients)]
         hitters, loaders = users[:hit_clients], users[hit_clients:]
         warm = [call(hitters[0], p, "warm") for p in cached]
-        idle = _hit_phase(hitters, [hit_plan() for _ in hitters])
+        for _ in range(rounds):
+            idle += _hit_phase(hitters, [hit_plan() for _ in hitters])
+            stop = threading.Event()
+            round_calls: list[Call] = []
 
-        stop = threading.Event()
-        load_calls: list[Call] = []
-        lock = threading.Lock()
-        shares = [pool[i::load_clients] for i in range(load_clients)]
+            def keep_busy(user) -> None:
+                deadline = time.monotonic() + LOAD_DEADLINE_S
+                for _ in range(1_000):
+                    if stop.is_set() or time.monotonic() > deadline:
+                        return
+                    path, api = next_load()
+                    record = call(user, path, "load", api_name=api)
+                    with lock:
+                        round_calls.append(record)
 
-        def keep_busy(user, share: list[Path]) -> None:
-            """New pictures first (queued misses); when they run out, regenerate them."""
-            deadline = time.monotonic() + LOAD_DEADLINE_S
-            for n in range(10_000):
-                if stop.is_set() or time.monotonic() > deadline:
-                    return
-                path = share[n % len(share)]
-                api = "/stylize" if n < len(share) else "/regenerate"
-                record = call(user, path, "load", api_name=api)
-                with lock:
-                    load_calls.append(record)
+            threads = [threading.Thread(target=keep_busy, args=(u,), daemon=True) for u in loaders]
+            for t in threads:
+                t.start()
+            _wait_for(lambda: len(round_calls) >= 1, timeout=60)  # the model is now running and queued
+            window_start = time.monotonic()
+            busy += _hit_phase(hitters, [hit_plan() for _ in hitters])
+            windows.append((window_start, time.monotonic()))
+            stop.set()
+            for t in threads:  # the next idle phase starts with an empty queue
+                t.join(timeout=LOAD_DEADLINE_S)
+            load_calls += round_calls
 
-        loaders_threads = [threading.Thread(target=keep_busy, args=(u, s), daemon=True)
-                           for u, s in zip(loaders, shares)]
-        for t in loaders_threads:
-            t.start()
-        _wait_for(lambda: len(load_calls) >= 1, timeout=60)  # the model is now running and queued
-        window_start = time.monotonic()
-        busy = _hit_phase(hitters, [hit_plan() for _ in hitters])
-        window_end = time.monotonic()
-        stop.set()
-        for t in loaders_threads:
-            t.join(timeout=LOAD_DEADLINE_S)
-    in_window = [c for c in load_calls if c.sent < window_end and c.received > window_start]
+    def in_windows(c: Call) -> bool:
+        return any(c.sent < end and c.received > start for start, end in windows)
+
+    in_window = [c for c in load_calls if in_windows(c)]
     idle_ms = [c.ms for c in idle if c.kind in ("exact", "fuzzy")]
     busy_ms = [c.ms for c in busy if c.kind in ("exact", "fuzzy")]
     report = {
         "hit_clients": hit_clients,
         "load_clients": load_clients,
+        "rounds": rounds,
+        "env": env or {},
         "warm_kinds": _kinds(warm),
         "idle": {"all": summary(idle_ms), **_per_kind(idle), "kinds": _kinds(idle)},
         "busy": {"all": summary(busy_ms), **_per_kind(busy), "kinds": _kinds(busy)},
         "load_calls_in_window": len(in_window),
         "load_kinds_in_window": _kinds(in_window),
         "model_runs_finished_in_window": sum(
-            1 for c in load_calls if c.kind == "miss" and window_start < c.received < window_end
+            1 for c in load_calls if c.kind == "miss" and any(s < c.received < e for s, e in windows)
         ),
-        "window_s": window_end - window_start,
+        "window_s": sum(e - s for s, e in windows),
         "errors": [c.error for c in idle + busy + load_calls if c.error],
     }
     if idle_ms and busy_ms:

@@ -29,6 +29,7 @@ def latency_plot(latency: dict, path: Path) -> None:
     for i, m in enumerate(medians):
         ax.annotate(f"{m:.0f} ms", (i, m), ha="center", va="bottom", fontsize=9)
     ax.set_yscale("log")
+    ax.set_ylim(bottom=10)  # bars on a log axis need a fixed floor to compare by eye
     ax.set_ylabel("round trip through gradio_client, ms (log)")
     ax.set_title("Latency per outcome, real app vs no-op app (median, p95)")
     ax.legend()
@@ -36,16 +37,17 @@ def latency_plot(latency: dict, path: Path) -> None:
 
 
 def load_plot(load: dict, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    labels = ["idle", f"model busy\n({load['load_clients']} clients queueing misses)"]
+    variants = [("defaults", load)] + ([("OMP_NUM_THREADS=1", load["one_thread"])] if "one_thread" in load else [])
+    labels = [f"{name}\n{phase}" for name, _ in variants for phase in ("idle", "model busy")]
+    fig, ax = plt.subplots(figsize=(7, 3.8))
     for offset, stat, color in ((-0.18, "median", "#10b981"), (0.18, "p95", "#047857")):
-        values = [load["idle"]["all"][stat], load["busy"]["all"][stat]]
-        ax.bar([i + offset for i in range(2)], values, width=0.36, color=color, label=stat)
-        for i, v in enumerate(values):
-            ax.annotate(f"{v:.0f}", (i + offset, v), ha="center", va="bottom", fontsize=9)
-    ax.set_xticks(range(2), labels)
+        values = [v[phase]["all"][stat] for _, v in variants for phase in ("idle", "busy")]
+        ax.bar([i + offset for i in range(len(values))], values, width=0.36, color=color, label=stat)
+        for i, value in enumerate(values):
+            ax.annotate(f"{value:.0f}", (i + offset, value), ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(labels)), labels, fontsize=8)
     ax.set_ylabel("hit round trip, ms")
-    ax.set_title("Cache hits while the model is busy")
+    ax.set_title(f"Cache hits while {load['load_clients']} clients queue misses")
     ax.legend()
     _save(fig, path)
 
@@ -69,10 +71,12 @@ def threshold_plot(sweep: dict, path: Path) -> None:
     for name, color, label in (("seed", "#b91c1c", "seed-style (pHash only)"), ("ours", "#047857", "ours (pHash + verify)")):
         left.plot(t, [100 * r for r in sweep[name]["recall"]], "o-", color=color, label=label)
         right.plot(t, sweep[name]["false_hits"], "o-", color=color, label=label)
+    seed_t, ours_t = sweep["seed_threshold"], sweep["ours_threshold"]
     for ax in (left, right):
-        ax.axvline(5, color="#b91c1c", ls=":", lw=1)
-        ax.axvline(8, color="#047857", ls=":", lw=1)
-        ax.set_xlabel("threshold, pHash bits (dotted: seed 5, ours 8)")
+        ax.axvline(seed_t, color="#b91c1c", ls=":", lw=1)
+        ax.axvline(ours_t, color="#047857", ls=":", lw=1)
+        ax.set_xlabel(f"threshold, pHash bits (dotted: seed {seed_t}, ours {ours_t})")
+    left.set_ylim(0, 105)
     left.set_ylabel(f"recall of {sweep['must_hit']} re-encodings, %")
     right.set_ylabel(f"false hits (of {sweep['must_hit'] + sweep['must_miss']} queries)")
     left.set_title("Re-encodings that hit their own photo")

@@ -1,0 +1,76 @@
+"""`make bench` / `python -m bench`: every benchmark, then bench/RESULTS.md.
+
+The engine, cache and White-box benchmarks run as their own processes
+(`python -m bench.bench_<name>`, when the file exists) and write their own results; the
+end-to-end part runs last, then the summary is written from whatever results exist.
+`--only e2e,cache` runs a subset; `--quick` makes the end-to-end part a smoke run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from bench.report import write_results
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+SEPARATE = ("engine", "cache", "whitebox")
+ALL = (*SEPARATE, "e2e")
+#: A stuck benchmark must not hold up the others forever.
+SEPARATE_TIMEOUT_S = 900
+
+
+def run_separate(name: str) -> tuple[str, float]:
+    script = BENCH / f"bench_{name}.py"
+    if not script.exists():
+        return "not present", 0.0
+    started = time.monotonic()
+    print(f"[bench] {name}: python -m bench.bench_{name}", flush=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    try:
+        done = subprocess.run([sys.executable, "-m", f"bench.bench_{name}"], cwd=REPO, env=env,
+                              timeout=SEPARATE_TIMEOUT_S)
+        status = "ok" if done.returncode == 0 else f"failed (exit {done.returncode})"
+    except subprocess.TimeoutExpired:
+        status = f"stopped after {SEPARATE_TIMEOUT_S} s"
+    seconds = time.monotonic() - started
+    print(f"[bench] {name}: {status} in {seconds:.0f} s", flush=True)
+    return status, seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=",".join(ALL), help=f"comma-separated subset of {','.join(ALL)}")
+    parser.add_argument("--quick", action="store_true", help="end-to-end part as a smoke run")
+    args = parser.parse_args(argv)
+    chosen = [name for name in args.only.split(",") if name]
+    unknown = set(chosen) - set(ALL)
+    if unknown:
+        parser.error(f"unknown benchmarks: {', '.join(sorted(unknown))} (choose from {', '.join(ALL)})")
+    statuses: dict[str, tuple[str, float]] = {}
+    for name in SEPARATE:
+        if name in chosen:
+            statuses[name] = run_separate(name)
+    if "e2e" in chosen:
+        from bench import e2e
+
+        started = time.monotonic()
+        try:
+            code = e2e.main(["--quick"] if args.quick else [])
+        except Exception:  # noqa: BLE001 - the summary is still written from what exists
+            traceback.print_exc()
+            code = 1
+        statuses["e2e"] = ("ok" if code == 0 else f"failed (exit {code})", time.monotonic() - started)
+    path = write_results(statuses)
+    print(f"[bench] wrote {path}")
+    return 0 if all(status in ("ok", "not present") for status, _ in statuses.values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
