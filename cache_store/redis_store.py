@@ -42,10 +42,12 @@ from .backoff import Backoff
 from .store import Changes, Cursor, Entry, FuzzyRow, StoreUnavailable
 
 DEFAULT_PREFIX = "rc:"
-#: A request must not hang on a dead or unreachable server; a 2 MB value over a LAN
-#: takes a few milliseconds. A URL's socket_timeout / socket_connect_timeout win.
-SOCKET_TIMEOUT_S = 1.0
-CONNECT_TIMEOUT_S = 0.5
+#: A request must not hang on a dead, frozen or unreachable server; a 2 MB value over a
+#: LAN takes a few milliseconds. A URL's socket_timeout / socket_connect_timeout win.
+SOCKET_TIMEOUT_S = 0.5
+CONNECT_TIMEOUT_S = 0.25
+#: Errors that mean "no usable Redis there": fail fast and retry later.
+_UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.InvalidResponse)
 #: Stream entries read per XRANGE when an index loads.
 ROWS_PER_READ = 10_000
 #: With TTL 0, each namespace's stream keeps about this many entries (~100 B each).
@@ -157,7 +159,8 @@ class RedisStore:
             url,
             socket_timeout=SOCKET_TIMEOUT_S,
             socket_connect_timeout=CONNECT_TIMEOUT_S,
-            retry=Retry(NoBackoff(), 1),  # one immediate retry: a pooled socket may be stale
+            # one immediate retry on a fresh socket (a pooled one may be stale), none after a timeout
+            retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
         )
         self._backoff = Backoff()
         script = self._client.register_script
@@ -316,7 +319,7 @@ class RedisStore:
         reason = self._backoff.reason
         if reason is None:
             return None
-        return f"Redis at {self.where} is unreachable ({reason}); next try in {self._backoff.seconds_to_retry():.0f} s."
+        return f"Redis at {self.where} is unreachable ({reason}); retrying in {self._backoff.seconds_to_retry():.1f} s."
 
     def config_warning(self) -> str | None:
         """What is wrong with the server's memory settings for a cache, if anything."""
@@ -339,7 +342,7 @@ class RedisStore:
             raise StoreUnavailable(self.outage() or f"Redis at {self.where} is unreachable")
         try:
             yield
-        except (redis.ConnectionError, redis.TimeoutError) as error:
+        except _UNREACHABLE as error:
             self._backoff.failed(str(error) or type(error).__name__)
             raise StoreUnavailable(self.outage()) from error
         except redis.RedisError as error:

@@ -3,6 +3,7 @@ uncached and says why, and it reconnects by itself once Redis is back (empty or 
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,3 +76,17 @@ def test_redis_stopped_mid_run_then_restarted_empty(server: RedisServer, fitted)
         cache.put(NS, fp, b"after", {})
         hit = cache.lookup(NS, variant)
         assert hit.kind == "fuzzy" and hit.value == b"after"
+
+
+def test_a_frozen_redis_times_out_then_is_used_again_with_its_data(server: RedisServer) -> None:
+    server.start()
+    with ResultCache(server.url()) as cache:
+        assert served(cache, 4) == "miss"
+        server.process.send_signal(signal.SIGSTOP)  # accepts nothing, answers nothing
+        try:
+            assert [served(cache, 4), served(cache, 5)] == ["miss", "miss"]
+            assert not cache.healthy and "Timeout" in cache.status_message
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        until_healthy(cache)
+        assert [served(cache, 4), served(cache, 5)] == ["exact", "miss"]
