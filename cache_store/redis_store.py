@@ -6,8 +6,8 @@ Keys, all under one prefix (default ``rc:``; give the cache its own Redis instan
   entry's fuzzy row: ``s`` signature, ``w h a`` size and alpha, ``q`` sequence number,
   ``n`` namespace, ``r`` alias. Value and row are one key: Redis evicts or expires both at once.
 * ``r:<ns>:<raw sha>`` string: the alias (upload file sha -> value key), with the value's TTL.
-* ``x:<ns>`` stream: one entry per put, id ``<seq>-0``, fields ``p`` (pHash) and ``k``
-  (value key). Each replica's in-memory index pulls the entries after its last seq.
+* ``x:<ns>`` stream: one entry per put, id ``<seq>-0``, fields ``p`` (pHash, 8 bytes big
+  endian) and ``k`` (value key). Each replica's in-memory index pulls the entries after its last seq.
   A seq is Redis' clock in microseconds (kept increasing), so the stream is trimmed by age
   (``MINID`` = now - TTL) on every put; with TTL 0, by length.
 * ``seq``, ``epoch``, ``namespaces``, ``stats`` (counters), ``lat:<kind>`` (recent
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit
@@ -55,6 +56,7 @@ ROWS_KEPT = 4_000_000
 #: Recent latencies kept per kind for the p95.
 LATENCY_WINDOW = 1024
 _KINDS = ("exact", "fuzzy", "coalesced", "miss")
+_PHASH = struct.Struct(">Q")
 _BOOKKEEPING = ("seq", "epoch", "namespaces", "stats", *(f"lat:{kind}" for kind in _KINDS))
 
 # KEYS: value, stream, seq, stats, namespaces[, alias]
@@ -91,6 +93,18 @@ end
 redis.call('HINCRBY', KEYS[4], 'puts', 1)
 redis.call('SADD', KEYS[5], ARGV[11])
 return id
+"""
+
+# KEYS: stream; ARGV: first id (or '-'), count. Seqs as text and pHashes as 8-byte words,
+# each joined into one string: a replica parses 10k rows in two numpy calls.
+_ROWS_AFTER = """
+local entries = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])
+local seqs, hashes = {}, {}
+for i, entry in ipairs(entries) do
+  seqs[i] = string.sub(entry[1], 1, -3)
+  hashes[i] = entry[2][2]
+end
+return {table.concat(seqs, ' '), table.concat(hashes), #entries}
 """
 
 # KEYS: alias; ARGV: prefix. The value key, or nil (and the alias goes) if the value is gone.
@@ -165,7 +179,7 @@ class RedisStore:
         self._backoff = Backoff()
         script = self._client.register_script
         self._put, self._resolve, self._row = script(_PUT), script(_RESOLVE), script(_ROW)
-        self._discard, self._epoch = script(_DISCARD), script(_EPOCH)
+        self._discard, self._epoch, self._rows_after = script(_DISCARD), script(_EPOCH), script(_ROWS_AFTER)
         self._refresh, self._unlock = script(_REFRESH), script(_UNLOCK)
 
     # -- exact tier ---------------------------------------------------------------------
@@ -185,7 +199,7 @@ class RedisStore:
             keys.append(self._k(entry.alias))
         ttl_ms = max(1, round(entry.expire * 1000)) if entry.expire else 0
         args = [
-            entry.blob, entry.signature, entry.width, entry.height, int(entry.has_alpha), entry.phash,
+            entry.blob, entry.signature, entry.width, entry.height, int(entry.has_alpha), _PHASH.pack(entry.phash),
             ttl_ms, ROWS_KEPT, entry.key, entry.alias or "", entry.namespace,
         ]
         with self._call():
@@ -198,19 +212,18 @@ class RedisStore:
     # -- fuzzy rows ---------------------------------------------------------------------
 
     def rows_after(self, namespace: str, seq: int) -> tuple[np.ndarray, np.ndarray]:
-        seqs: list[int] = []
-        hashes: list[int] = []
-        start: str | bytes = f"({seq}-0" if seq else "-"
+        seqs, hashes = [np.empty(0, np.int64)], [np.empty(0, np.uint64)]
         with self._call():
-            while True:
-                chunk = self._client.xrange(self._stream(namespace), min=start, max="+", count=ROWS_PER_READ)
-                for entry_id, fields in chunk:
-                    seqs.append(int(entry_id.partition(b"-")[0]))
-                    hashes.append(int(fields[b"p"]))
-                if len(chunk) < ROWS_PER_READ:
+            while True:  # in chunks, so that one call never blocks Redis for long
+                start = f"({seq}-0" if seq else "-"
+                text, words, count = self._rows_after(keys=[self._stream(namespace)], args=[start, ROWS_PER_READ])
+                if count:
+                    seqs.append(np.array(text.split()).astype(np.int64))
+                    hashes.append(np.frombuffer(words, dtype=">u8").astype(np.uint64))
+                    seq = int(seqs[-1][-1])
+                if count < ROWS_PER_READ:
                     break
-                start = b"(" + chunk[-1][0]
-        return np.array(seqs, dtype=np.int64), np.array(hashes, dtype=np.uint64)
+        return np.concatenate(seqs), np.concatenate(hashes)
 
     def row(self, namespace: str, seq: int) -> FuzzyRow | None:
         with self._call():
