@@ -21,9 +21,17 @@ def is_server_url(location: str | Path) -> bool:
     return isinstance(location, str) and location.startswith(SERVER_SCHEMES)
 
 
+def as_location(location: str | Path) -> str | Path:
+    """A URL stays text (a path would fold its "//"); anything else is a directory."""
+    return location if isinstance(location, str) and "://" in location else Path(location)
+
+
 def open_backend(location: str | Path, *, size_limit: int) -> Opened:
     """The store at `location`; `size_limit` applies to a directory (Redis has maxmemory)."""
     if not is_server_url(location):
+        if isinstance(location, str) and "://" in location:
+            log.warning("result cache URL %s is not a Redis URL, running uncached", location)
+            return Opened(None, f"Result cache is off ({location} is not a {' / '.join(SERVER_SCHEMES)} URL).")
         return open_store(Path(location), size_limit=size_limit)
     from .redis_store import RedisStore  # the redis client is needed only for a Redis cache
     from .store import StoreUnavailable

@@ -371,11 +371,16 @@ class RedisStore:
 
 
 def describe(url: str) -> str:
-    """host:port/db of a Redis URL, without its credentials (for logs and the UI)."""
+    """host:port/db of a Redis URL, without its credentials (for logs and the UI).
+
+    Raises ValueError for a bad port or database (redis-py would quietly use database 0).
+    """
     parts = urlsplit(url)
     if parts.scheme == "unix":
         return parts.path
     database = parts.path.strip("/") or "0"
+    if not database.isdigit():
+        raise ValueError(f"the database in a Redis URL is a number, not {database!r}")
     return f"{parts.hostname or 'localhost'}:{parts.port or 6379}/{database}"
 
 

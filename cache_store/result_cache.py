@@ -31,7 +31,7 @@ from .envelope import EnvelopeError, pack, unpack
 from .fingerprint import SIGNATURE_BYTES, Fingerprint
 from .fuzzy_tier import FuzzyTier
 from .lookup import Kind, Lookup
-from .backends import is_server_url, open_backend
+from .backends import as_location, open_backend
 from .recovery import is_corruption, remove_quarantined
 from .verify import mismatch as verify_mismatch
 from .single_flight import KeyLease, poll_delays
@@ -76,7 +76,7 @@ class ResultCache:
     ) -> None:
         if not 0 <= threshold <= 64:
             raise ValueError(f"threshold must be 0..64 bits, not {threshold}")
-        self.location: str | Path = directory if is_server_url(directory) else Path(directory)
+        self.location = as_location(directory)
         self.size_limit = size_limit
         self.ttl = ttl
         self.threshold = threshold

@@ -90,3 +90,12 @@ def test_a_frozen_redis_times_out_then_is_used_again_with_its_data(server: Redis
             server.process.send_signal(signal.SIGCONT)
         until_healthy(cache)
         assert [served(cache, 4), served(cache, 5)] == ["exact", "miss"]
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:6379/x", "redis://127.0.0.1:port/0", "http://127.0.0.1:6379/0"])
+def test_a_malformed_or_foreign_url_runs_uncached(url: str, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # a URL taken for a directory would show up here
+    with ResultCache(url) as cache:
+        assert not cache.healthy and "off" in cache.status_message
+        assert served(cache, 1) == "miss" and served(cache, 1) == "miss"
+    assert not list(tmp_path.iterdir())
