@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--list-styles", action="store_true", help="list the styles and whether each is available")
     parser.add_argument("--force", action="store_true", help="skip the cache look-up (still stores the result)")
     settings_module.add_arguments(
-        parser, ["weights_dir", "max_side", "precision", "cache_dir", "no_cache", "threshold", "offline"]
+        parser, ["weights_dir", "max_side", "precision", "cache_dir", "cache_url", "no_cache", "threshold", "offline"]
     )
     return parser
 
