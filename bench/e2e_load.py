@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from bench import workloads
-from bench.e2e_apps import Call, call, client, real_app
+from bench.e2e_apps import Call, call, client, noop_app, real_app
 from bench.e2e_stats import summary
 
 LOAD_MAX_SIDE = "256"
@@ -68,10 +68,10 @@ def hits_under_load(work: Path, weights_dir: Path, cached: list[Path], load_pool
     busy: list[Call] = []
     load_calls: list[Call] = []
     windows: list[tuple[float, float]] = []
-    with real_app(work, weights_dir, "--max-side", LOAD_MAX_SIDE, env=env) as app:
-        users = [client(app.url) for _ in range(hit_clients + load_clients)]
-        hitters, loaders = users[:hit_clients], users[hit_clients:]
-        warm = [call(hitters[0], p, "warm") for p in cached]
+    with real_app(work, weights_dir, "--max-side", LOAD_MAX_SIDE, env=env) as app, noop_app(work) as floor:
+        hitters = [(client(app.url), client(floor.url)) for _ in range(hit_clients)]
+        loaders = [client(app.url) for _ in range(load_clients)]
+        warm = [call(hitters[0][0], p, "warm") for p in cached]
         for _ in range(rounds):
             idle += _hit_phase(hitters, [hit_plan() for _ in hitters])
             stop = threading.Event()
@@ -105,14 +105,16 @@ def hits_under_load(work: Path, weights_dir: Path, cached: list[Path], load_pool
     in_window = [c for c in load_calls if in_windows(c)]
     idle_ms = [c.ms for c in idle if c.kind in ("exact", "fuzzy")]
     busy_ms = [c.ms for c in busy if c.kind in ("exact", "fuzzy")]
+    noop_idle = summary([c.ms for c in idle if c.label == "noop" and not c.error])
+    noop_busy = summary([c.ms for c in busy if c.label == "noop" and not c.error])
     report = {
         "hit_clients": hit_clients,
         "load_clients": load_clients,
         "rounds": rounds,
         "env": env or {},
         "warm_kinds": _kinds(warm),
-        "idle": {"all": summary(idle_ms), **_per_kind(idle), "kinds": _kinds(idle)},
-        "busy": {"all": summary(busy_ms), **_per_kind(busy), "kinds": _kinds(busy)},
+        "idle": {"all": summary(idle_ms), **_per_kind(idle), "kinds": _kinds(idle), "noop": noop_idle},
+        "busy": {"all": summary(busy_ms), **_per_kind(busy), "kinds": _kinds(busy), "noop": noop_busy},
         "load_calls_in_window": len(in_window),
         "load_kinds_in_window": _kinds(in_window),
         "model_runs_finished_in_window": sum(
@@ -124,6 +126,8 @@ def hits_under_load(work: Path, weights_dir: Path, cached: list[Path], load_pool
     if idle_ms and busy_ms:
         report["p95_busy_vs_idle"] = report["busy"]["all"]["p95"] / report["idle"]["all"]["p95"]
         report["p50_busy_vs_idle"] = report["busy"]["all"]["median"] / report["idle"]["all"]["median"]
+    if noop_idle.get("n") and noop_busy.get("n"):
+        report["noop_p95_busy_vs_idle"] = noop_busy["p95"] / noop_idle["p95"]
     return report
 
 
@@ -133,15 +137,21 @@ def _wait_for(condition, timeout: float) -> None:
         time.sleep(0.05)
 
 
-def _hit_phase(users: list, plans: list[list[Path]]) -> list[Call]:
+def _hit_phase(users: list[tuple], plans: list[list[Path]]) -> list[Call]:
+    """Each user sends its plan: every hit followed by the same upload to the no-op app.
+
+    The no-op calls are the control: they show how much of a slowdown any Gradio app
+    on this machine suffers while the model is busy.
+    """
     calls: list[Call] = []
     lock = threading.Lock()
 
-    def run(user, plan: list[Path]) -> None:
+    def run(user: tuple, plan: list[Path]) -> None:
+        real, floor = user
         for path in plan:
-            record = call(user, path, "hit")
+            records = [call(real, path, "hit"), call(floor, path, "noop")]
             with lock:
-                calls.append(record)
+                calls.extend(records)
 
     _run_all([threading.Thread(target=run, args=(u, p), daemon=True) for u, p in zip(users, plans)],
              timeout=LOAD_DEADLINE_S)

@@ -133,7 +133,9 @@ def write_results(statuses: dict[str, tuple[str, float]]) -> Path:
                 lines += [f"![{title}](results/{png})", ""]
     else:
         lines += ["Not run yet.", ""]
-    for name, title in OTHERS.items():
+    extra = {md.stem: f"Other results: {md.stem}" for md in sorted(RESULTS.glob("*.md"))
+             if md.stem != "e2e" and md.stem not in OTHERS}
+    for name, title in {**OTHERS, **extra}.items():
         md = RESULTS / f"{name}.md"
         lines += [f"## {title}", ""]
         if not md.exists():
