@@ -20,6 +20,7 @@ RESULTS = BENCH / "results"
 OTHERS = {
     "engine": "Engine: model latency and precision",
     "cache": "Cache: look-up cost, recall and false hits",
+    "redis": "Redis backend next to diskcache",
     "whitebox": "White-box model: miss latency",
 }
 
