@@ -69,6 +69,7 @@ def run_parts(parts: list[str], plan: Plan) -> dict:
     # Two thirds portraits (small), one third 1024 px scenes: the model's cost spans both.
     scene_count = max(1, plan.replay_photos // 3)
     replay_photos = pick(photos, faces, plan.replay_photos - scene_count) + pick(photos, scenes, scene_count, skip=6)
+
     def load(env: dict[str, str] | None) -> dict:
         return e2e_load.hits_under_load(
             work, weights, pick(photos, faces, 6), pick(photos, faces, 10, skip=6) + pick(photos, scenes, 6),
