@@ -1,0 +1,50 @@
+"""Typed errors of the stylization engine.
+
+Every error's ``str()`` is a complete sentence a user can act on, so the UI and the CLI
+can show it as is instead of a traceback. Callers catch ``AnimeGANError`` to handle them
+all at once, or a subclass to react to one cause.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+ImageErrorReason = Literal[
+    "empty", "not_image", "truncated", "too_large", "too_small", "bad_aspect", "unsupported"
+]
+
+
+class AnimeGANError(Exception):
+    """Base class; the message is meant for the end user."""
+
+
+class ImageError(AnimeGANError):
+    """The input is not a usable picture; ``reason`` says why in machine-readable form."""
+
+    def __init__(self, message: str, reason: ImageErrorReason) -> None:
+        super().__init__(message)
+        self.reason: ImageErrorReason = reason
+
+
+class UnknownStyleError(AnimeGANError):
+    """A style name that is not in the registry."""
+
+
+class WeightsError(AnimeGANError):
+    """Base class for problems with a model's weights file."""
+
+
+class WeightsNotFoundError(WeightsError):
+    """The weights file is not present and could not be downloaded."""
+
+
+class WeightsCorruptError(WeightsError):
+    """The weights file exists but is not a usable state dict for its style."""
+
+
+class ChecksumMismatchError(WeightsCorruptError):
+    """The file's SHA-256 differs from the one recorded for the style.
+
+    A subclass of ``WeightsCorruptError`` because, to the user, a wrong file and a damaged
+    file call for the same fix: fetch it again.
+    """

@@ -1,0 +1,214 @@
+"""Stylizers: a loaded generator plus everything needed to run it on a PIL image.
+
+``load_stylizer`` loads each (style, weights file, precision, device) once, lazily and
+thread-safely, and hands out the same ``Stylizer`` afterwards. A ``Stylizer`` pads to the
+model's stride by reflection (never stretches), runs large images in tiles with
+whole-image normalization statistics frozen from a downscaled pass, and serializes calls
+with a lock: the model is stateful while tiling, and two concurrent runs would only fight
+over the same cores.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor, nn
+
+from animegan.errors import ImageError, WeightsCorruptError
+from animegan.intake import MIN_SIDE, Photo, apply_alpha
+from animegan.generator import Window
+from animegan.models import ARCH_STRIDE, ARCH_TAKES_WINDOW, build_model
+from animegan.norm import frozen_statistics
+from animegan.precision import DTYPES, Precision, resolve_precision, to_precision
+from animegan.styles import DEFAULT_STYLE, Style, get_style
+from animegan.tiling import run_tiled
+from animegan.weights import ensure_weights, read_weights
+
+# Bump whenever a change here alters output pixels; result caches are namespaced by it.
+PIPELINE_VERSION = "1"
+# Largest tile side per precision: a tile's activations stay around 1 GB at the peak.
+TILE_SIZE: dict[Precision, int] = {"fp32": 768, "bf16": 1024}
+TILE_OVERLAP = 64
+
+Progress = Callable[[float], None]
+
+
+class Stylizer:
+    """A ready-to-run generator for one style. Safe to share between threads."""
+
+    def __init__(
+        self,
+        style: Style,
+        model: nn.Module,
+        weights_sha256: str,
+        precision: Precision,
+        device: str,
+        tile_size: int | None = None,
+    ) -> None:
+        self.style = style
+        self.weights_sha256 = weights_sha256
+        self.precision = precision
+        self.device = device
+        self.tile_size = tile_size or TILE_SIZE[precision]
+        self._model = model
+        self._stride = ARCH_STRIDE[style.arch]
+        self._takes_window = ARCH_TAKES_WINDOW[style.arch]
+        self._dtype = DTYPES[precision]
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return (
+            f"Stylizer(style={self.style.name!r}, precision={self.precision!r}, "
+            f"device={self.device!r}, weights_sha256={self.weights_sha256[:12]}...)"
+        )
+
+    def stylize(self, image: Image.Image, progress: Progress | None = None) -> Image.Image:
+        """Stylize an RGB image; the result has exactly the input's size.
+
+        ``progress`` is called with the finished fraction (0..1) as work proceeds.
+        """
+        if image.mode != "RGB":
+            raise ValueError(f"stylize takes an RGB image, not {image.mode}: use open_image")
+        width, height = image.size
+        if min(width, height) < MIN_SIDE:
+            raise ImageError(
+                f"The image is {width}x{height} pixels; each side must be at least {MIN_SIDE}.",
+                "too_small",
+            )
+        x = _to_tensor(image)
+        pad_h, pad_w = -height % self._stride, -width % self._stride
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
+        with self._lock, torch.inference_mode():
+            y = self._run(x, progress)
+        return _to_image(y[:, :, :height, :width])
+
+    def stylize_photo(
+        self, photo: Photo, max_side: int | None, progress: Progress | None = None
+    ) -> Image.Image:
+        """Fit ``photo`` to ``max_side`` (None: full size), stylize, restore its alpha."""
+        fitted = photo.fit(max_side)
+        return apply_alpha(self.stylize(fitted.rgb, progress), fitted.alpha)
+
+    def _run(self, x: Tensor, progress: Progress | None) -> Tensor:
+        if progress is not None:
+            progress(0.0)
+        if max(x.shape[-2:]) <= self.tile_size:
+            y = self._forward(x)
+            if progress is not None:
+                progress(1.0)
+            return y
+        full_size = (x.shape[-2], x.shape[-1])
+
+        def forward_tile(tile: Tensor, origin: tuple[int, int]) -> Tensor:
+            return self._forward(tile, Window(full_size, origin))
+
+        with frozen_statistics(self._model, self._prepare(self._calibration_input(x))):
+            return run_tiled(
+                forward_tile,
+                x,
+                tile=self.tile_size,
+                overlap=TILE_OVERLAP,
+                align=self._stride,
+                progress=progress,
+            )
+
+    def _calibration_input(self, x: Tensor) -> Tensor:
+        """The whole image downscaled to one tile, for normalization statistics."""
+        height, width = x.shape[-2:]
+        scale = self.tile_size / max(height, width)
+        size = [max(MIN_SIDE, round(side * scale / self._stride) * self._stride) for side in (height, width)]
+        return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+
+    def _prepare(self, x: Tensor) -> Tensor:
+        return x.to(self.device, self._dtype).contiguous(memory_format=torch.channels_last)
+
+    def _forward(self, x: Tensor, window: Window | None = None) -> Tensor:
+        if window is not None and self._takes_window:
+            return self._model(self._prepare(x), window).float().cpu()
+        return self._model(self._prepare(x)).float().cpu()
+
+
+def _to_tensor(image: Image.Image) -> Tensor:
+    array = np.asarray(image, dtype=np.float32)  # H, W, 3 in 0..255
+    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).div(127.5).sub(1.0)
+
+
+def _to_image(y: Tensor) -> Image.Image:
+    pixels = y[0].mul(127.5).add(127.5).clamp(0, 255).round().to(torch.uint8)
+    return Image.fromarray(pixels.permute(1, 2, 0).contiguous().numpy(), mode="RGB")
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+_threads_configured = False
+
+
+def _configure_threads() -> None:
+    """One intra-op thread per CPU this process may use (torch may count the host's cores).
+
+    Left alone when the user set OMP_NUM_THREADS.
+    """
+    global _threads_configured
+    if _threads_configured or "OMP_NUM_THREADS" in os.environ:
+        return
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
+    _threads_configured = True
+
+
+def build_stylizer(style: Style, path: os.PathLike[str], precision: str, device: str) -> Stylizer:
+    """Read ``path``, load it strictly into ``style``'s architecture, pick the precision."""
+    weights = read_weights(path, style.sha256)
+    model = build_model(style.arch)
+    try:
+        model.load_state_dict(weights.state_dict, strict=True)
+    except RuntimeError as exc:
+        raise WeightsCorruptError(
+            f"The weights file {path} does not fit style {style.name!r} ({style.arch} "
+            f"generator): its tensors have other names or shapes. Use the right file."
+        ) from exc
+    model = model.eval().to(device)
+    chosen = resolve_precision(precision, model, device)
+    model = to_precision(model, chosen, device)
+    return Stylizer(style, model, weights.sha256, chosen, device)
+
+
+_stylizers: dict[tuple[str, str, str, str], Stylizer] = {}
+_load_locks: dict[tuple[str, str], threading.Lock] = {}
+_registry_lock = threading.Lock()
+
+
+def load_stylizer(
+    style: str = DEFAULT_STYLE,
+    weights_dir: str | os.PathLike[str] | None = None,
+    precision: str = "auto",
+    device: str | None = None,
+    *,
+    allow_download: bool = True,
+) -> Stylizer:
+    """The shared ``Stylizer`` for ``style``, loading (or downloading) its weights once.
+
+    ``weights_dir`` is searched first (default: ``ANIMEGAN_WEIGHTS_DIR``), then
+    ``./weights`` and the user cache. ``precision`` is "auto", "fp32" or "bf16"; ``device``
+    defaults to CUDA when available. Raises ``UnknownStyleError`` or a ``WeightsError``.
+    """
+    chosen_style = get_style(style)
+    device = device or default_device()
+    _configure_threads()
+    with _registry_lock:
+        lock = _load_locks.setdefault((chosen_style.name, device), threading.Lock())
+    with lock:  # concurrent first calls wait here instead of loading twice
+        path = ensure_weights(chosen_style, weights_dir, allow_download=allow_download)
+        key = (chosen_style.name, str(path.resolve()), precision, device)
+        stylizer = _stylizers.get(key)
+        if stylizer is None:
+            stylizer = _stylizers[key] = build_stylizer(chosen_style, path, precision, device)
+        return stylizer
