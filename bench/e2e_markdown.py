@@ -95,8 +95,8 @@ def _kinds(kinds: dict) -> str:
 def load_section(r: dict) -> list[str]:
     load = r["load"]
     variants = [("app defaults (model on every core)", load)]
-    if "one_thread" in load:
-        variants.append(("what-if: `OMP_NUM_THREADS=1` (model on one core)", load["one_thread"]))
+    if "load_one_thread" in r:
+        variants.append(("what-if: `OMP_NUM_THREADS=1` (model on one core)", r["load_one_thread"]))
     out = ["## 2. Hits while the model is busy", "",
            f"App with `--max-side 256`. {load['hit_clients']} clients send hits (alternately a byte-identical "
            f"re-upload and a new JPEG re-encode of one of 6 cached photos) with the model idle, and "
@@ -106,8 +106,8 @@ def load_section(r: dict) -> list[str]:
            "machine's other load falls on both. *Service* is the stylize service's own time (cache_info). "
            "Control: after each hit the same client sends the same upload to the no-op app, which runs "
            "alongside; its slowdown is what any Gradio app on this machine suffers while the model runs. "
-           "The what-if runs the same with the app started under `OMP_NUM_THREADS=1`, which the engine "
-           "honours instead of one thread per core.", "",
+           "The what-if (`--parts load_one_thread`, run on request) is the same with the app started under "
+           "`OMP_NUM_THREADS=1`, which the engine honours instead of one thread per core.", "",
            "| app | phase | hits | p50 | p95 | exact p50 | near-dup p50 | service p50 / p95 | p95 busy/idle | no-op p50 / p95 (busy/idle) | misses done per s |",
            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for label, v in variants:

@@ -36,8 +36,11 @@ def latency_plot(latency: dict, path: Path) -> None:
     _save(fig, path)
 
 
-def load_plot(load: dict, path: Path) -> None:
-    variants = [("defaults", load)] + ([("OMP_NUM_THREADS=1", load["one_thread"])] if "one_thread" in load else [])
+def load_plot(results: dict, path: Path) -> None:
+    variants = [("defaults", results["load"])]
+    if "load_one_thread" in results:
+        variants.append(("OMP_NUM_THREADS=1", results["load_one_thread"]))
+    load = results["load"]
     labels = [f"{name}\n{phase}" for name, _ in variants for phase in ("idle", "model busy")]
     fig, ax = plt.subplots(figsize=(7, 3.8))
     for offset, stat, color in ((-0.18, "median", "#10b981"), (0.18, "p95", "#047857")):
@@ -88,7 +91,7 @@ def threshold_plot(sweep: dict, path: Path) -> None:
 def write_plots(results: dict, folder: Path) -> list[Path]:
     written = []
     for key, name, draw in (("latency", "e2e_latency.png", lambda r: latency_plot(r, folder / name)),
-                            ("load", "e2e_load.png", lambda r: load_plot(r, folder / name)),
+                            ("load", "e2e_load.png", lambda r: load_plot(results, folder / name)),
                             ("curves", "e2e_scan.png", lambda r: scan_plot(r["scan"], folder / name)),
                             ("curves", "e2e_threshold.png", lambda r: threshold_plot(r["sweep"], folder / name))):
         if key in results:

@@ -55,7 +55,7 @@ def e2e_headlines(r: dict) -> list[str]:
         rows.append(f"| hit p95 with the model busy vs idle | {load['p95_busy_vs_idle']:.2f}x "
                     f"({ms(load['busy']['all']['p95'])} vs {ms(load['idle']['all']['p95'])}) | "
                     f"≤ {BUSY_VS_IDLE_GOAL}x | {_ok(load['p95_busy_vs_idle'] <= BUSY_VS_IDLE_GOAL)} |")
-        one = load.get("one_thread", {})
+        one = r.get("load_one_thread", {})
         if one.get("p95_busy_vs_idle") is not None:
             rows.append(f"| same, what-if `OMP_NUM_THREADS=1` for the app | {one['p95_busy_vs_idle']:.2f}x; misses done "
                         f"{one['model_runs_finished_in_window'] / one['window_s']:.2f}/s vs "
