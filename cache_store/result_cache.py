@@ -283,7 +283,9 @@ class ResultCache:
                 store.discard(row.key)
                 tier.forget(nsid, seq)
                 continue
-            return _answer("fuzzy", found, distance, threshold, started)
+            # The very same pixels, stored between our exact probe and this scan: exact.
+            same = row.key == _value_key(nsid, fp.pixel_sha)
+            return _answer("exact" if same else "fuzzy", found, 0 if same else distance, threshold, started)
         return None
 
     def _read(self, store: Store, key: str) -> tuple[bytes, dict, tuple[int, int]] | None:
