@@ -10,7 +10,14 @@ from __future__ import annotations
 from typing import Literal
 
 ImageErrorReason = Literal[
-    "empty", "not_image", "truncated", "too_large", "too_small", "bad_aspect", "unsupported"
+    "empty",
+    "not_image",
+    "truncated",
+    "damaged",
+    "too_large",
+    "too_small",
+    "bad_aspect",
+    "unsupported",
 ]
 
 

@@ -51,14 +51,18 @@ def _source_positions(out_len: int, out_window: Window, in_window: Window, axis:
 
 
 def resize_window(x: Tensor, out_window: Window, in_window: Window, size: tuple[int, int]) -> Tensor:
-    """Bilinear align-corners resize of tile ``x`` to ``size`` as part of the whole image."""
-    for axis, dim in ((0, 2), (1, 3)):
-        low, high, frac = _source_positions(size[axis], out_window, in_window, axis, x.shape[dim])
+    """Bilinear align-corners resize of tile ``x`` to ``size`` as part of the whole image.
+
+    Works on a channels-last view, where gathering rows and columns copies contiguous runs
+    (several times faster than on the NCHW view).
+    """
+    y = x.permute(0, 2, 3, 1)
+    for axis, dim in ((0, 1), (1, 2)):
+        low, high, frac = _source_positions(size[axis], out_window, in_window, axis, y.shape[dim])
         shape = [1, 1, 1, 1]
         shape[dim] = -1
-        weight = frac.to(x.dtype).view(shape)
-        x = torch.lerp(x.index_select(dim, low), x.index_select(dim, high), weight)
-    return x.contiguous(memory_format=torch.channels_last)
+        y = torch.lerp(y.index_select(dim, low), y.index_select(dim, high), frac.to(x.dtype).view(shape))
+    return y.permute(0, 3, 1, 2)
 
 
 class ConvNormLReLU(nn.Sequential):

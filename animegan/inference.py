@@ -10,6 +10,7 @@ over the same cores.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Callable
@@ -32,7 +33,8 @@ from animegan.weights import ensure_weights, read_weights
 
 # Bump whenever a change here alters output pixels; result caches are namespaced by it.
 PIPELINE_VERSION = "1"
-# Largest tile side per precision: a tile's activations stay around 1 GB at the peak.
+# Pixel budget of one model pass, as the side of a square tile: at the peak a pass then
+# holds about 0.8 GB (bf16) or 1.1 GB (fp32) of activations. Larger images are tiled.
 TILE_SIZE: dict[Precision, int] = {"fp32": 768, "bf16": 1024}
 TILE_OVERLAP = 64
 
@@ -97,17 +99,18 @@ class Stylizer:
         return apply_alpha(self.stylize(fitted.rgb, progress), fitted.alpha)
 
     def _run(self, x: Tensor, progress: Progress | None) -> Tensor:
+        """Whole image in one pass when it fits the tile budget, else tiles."""
         if progress is not None:
             progress(0.0)
-        if max(x.shape[-2:]) <= self.tile_size:
+        height, width = x.shape[-2:]
+        if height * width <= self.tile_size**2:
             y = self._forward(x)
             if progress is not None:
                 progress(1.0)
             return y
-        full_size = (x.shape[-2], x.shape[-1])
 
         def forward_tile(tile: Tensor, origin: tuple[int, int]) -> Tensor:
-            return self._forward(tile, Window(full_size, origin))
+            return self._forward(tile, Window((height, width), origin))
 
         with frozen_statistics(self._model, self._prepare(self._calibration_input(x))):
             return run_tiled(
@@ -120,9 +123,14 @@ class Stylizer:
             )
 
     def _calibration_input(self, x: Tensor) -> Tensor:
-        """The whole image downscaled to one tile, for normalization statistics."""
+        """The whole image downscaled to the tile budget, for normalization statistics.
+
+        The statistics of a downscaled image are close to, not equal to, the full-size
+        ones (fine texture is lost), so tiled output differs slightly from what an untiled
+        run would give: uniformly over the image, without seams (bench/results/engine.md).
+        """
         height, width = x.shape[-2:]
-        scale = self.tile_size / max(height, width)
+        scale = self.tile_size / math.sqrt(height * width)
         size = [max(MIN_SIDE, round(side * scale / self._stride) * self._stride) for side in (height, width)]
         return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
 

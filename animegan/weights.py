@@ -15,6 +15,7 @@ a file is actually read, so listing available styles stays cheap.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import io
 import os
 import sys
@@ -89,9 +90,11 @@ def ensure_weights(
 def download_weights(style: Style, dest_dir: Path) -> Path:
     """Download ``style.url`` into ``dest_dir / style.filename`` with a progress bar.
 
-    Raises ``WeightsNotFoundError`` when the server cannot be reached or refuses, and
-    ``ChecksumMismatchError`` when a recorded SHA-256 does not match; in both cases no
-    file is left behind.
+    Raises ``WeightsNotFoundError`` when the server cannot be reached, refuses, or the
+    transfer stops short of its announced length, ``ChecksumMismatchError`` when a recorded
+    SHA-256 does not match, and ``WeightsCorruptError`` when a style without a recorded
+    SHA-256 gets a file that is not a state dict (an error page, say); in every case no
+    file is left behind, so the next attempt starts clean.
     """
     from tqdm import tqdm
 
@@ -101,6 +104,7 @@ def download_weights(style: Style, dest_dir: Path) -> Path:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{style.filename}.", suffix=".part", dir=dest_dir)
     tmp = Path(tmp_name)
     digest = hashlib.sha256()
+    received = 0
     try:
         with os.fdopen(fd, "wb") as out:
             try:
@@ -112,19 +116,36 @@ def download_weights(style: Style, dest_dir: Path) -> Path:
                         while chunk := response.read(_CHUNK):
                             out.write(chunk)
                             digest.update(chunk)
+                            received += len(chunk)
                             bar.update(len(chunk))
-            except (urllib.error.URLError, OSError, ValueError) as exc:
+            except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
                 reason = getattr(exc, "reason", exc)
                 raise WeightsNotFoundError(
                     f"Could not download the weights for style {style.name!r} from {style.url} "
                     f"({reason}); download {style.filename} by hand and put it in {dest_dir}."
                 ) from exc
+        # http.client ends a body cut short by the server as if it were complete.
+        if total is not None and received != total:
+            raise WeightsNotFoundError(
+                f"The download of the weights for style {style.name!r} from {style.url} stopped "
+                f"after {received:,} of {total:,} bytes; try again, or download "
+                f"{style.filename} by hand and put it in {dest_dir}."
+            )
         actual = digest.hexdigest()
         if style.sha256 is not None and actual != style.sha256:
             raise ChecksumMismatchError(
                 f"The downloaded weights for style {style.name!r} are not the expected file "
                 f"(SHA-256 {actual}, expected {style.sha256}); it was discarded, try again later."
             )
+        if style.sha256 is None:  # nothing else vouches for the file: it must at least load
+            try:
+                read_weights(tmp)
+            except WeightsCorruptError as exc:
+                raise WeightsCorruptError(
+                    f"The file downloaded from {style.url} for style {style.name!r} is not a "
+                    "PyTorch state dict (the server may have sent an error page); it was "
+                    f"discarded. Download {style.filename} by hand and put it in {dest_dir}."
+                ) from exc
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
