@@ -1,0 +1,60 @@
+"""The style registry: what the UI lists, in what order, under which licence."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from animegan.errors import AnimeGANError, UnknownStyleError
+from animegan.models import build_model
+from animegan.styles import DEFAULT_STYLE, STYLES, get_style
+
+
+def test_hayao_is_first_and_the_default():
+    assert next(iter(STYLES)) == DEFAULT_STYLE == "hayao"
+    assert list(STYLES) == [
+        "hayao",
+        "face_paint_512_v2",
+        "face_paint_512_v1",
+        "celeba_distill",
+        "paprika",
+        "whitebox",
+    ]
+
+
+def test_offline_styles_have_checksums_and_no_url():
+    for name in ("hayao", "whitebox"):
+        style = STYLES[name]
+        assert style.url is None and len(style.sha256 or "") == 64
+
+
+def test_downloadable_styles_point_at_bryandlee_weights():
+    for name in ("face_paint_512_v2", "face_paint_512_v1", "celeba_distill", "paprika"):
+        style = STYLES[name]
+        assert style.arch == "animeganv2" and style.filename == f"{name}.pt"
+        assert style.url == f"https://github.com/bryandlee/animegan2-pytorch/raw/main/weights/{name}.pt"
+
+
+def test_every_style_names_its_non_commercial_licence():
+    for style in STYLES.values():
+        assert "non-commercial" in style.license.lower()
+    assert STYLES["whitebox"].license == "CC BY-NC-SA 4.0, non-commercial"
+    assert STYLES["whitebox"].label == "Cartoon (White-box)"
+
+
+def test_styles_are_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        STYLES["hayao"].url = "http://example.com/evil.pt"  # type: ignore[misc]
+
+
+def test_unknown_style_is_a_user_facing_error():
+    with pytest.raises(UnknownStyleError) as err:
+        get_style("ghibli")
+    assert isinstance(err.value, AnimeGANError)
+    assert "'ghibli'" in str(err.value) and "hayao" in str(err.value)
+
+
+def test_every_arch_builds():
+    for arch in {style.arch for style in STYLES.values()}:
+        assert sum(p.numel() for p in build_model(arch).parameters()) > 100_000
