@@ -14,6 +14,7 @@ import math
 import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,11 +23,11 @@ from PIL import Image
 from torch import Tensor, nn
 
 from animegan.errors import ImageError, WeightsCorruptError
-from animegan.intake import MIN_SIDE, Photo, apply_alpha
 from animegan.generator import Window
+from animegan.intake import MIN_SIDE, Photo, apply_alpha
 from animegan.models import ARCH_STRIDE, ARCH_TAKES_WINDOW, build_model
 from animegan.norm import frozen_statistics
-from animegan.precision import DTYPES, Precision, resolve_precision, to_precision
+from animegan.precision import DTYPES, PRECISIONS, Precision, resolve_precision, to_precision
 from animegan.styles import DEFAULT_STYLE, Style, get_style
 from animegan.tiling import run_tiled
 from animegan.weights import ensure_weights, read_weights
@@ -52,17 +53,21 @@ class Stylizer:
         precision: Precision,
         device: str,
         tile_size: int | None = None,
+        lock: threading.Lock | None = None,
     ) -> None:
         self.style = style
         self.weights_sha256 = weights_sha256
         self.precision = precision
         self.device = device
-        self.tile_size = tile_size or TILE_SIZE[precision]
         self._model = model
         self._stride = ARCH_STRIDE[style.arch]
+        tile_size = tile_size or TILE_SIZE[precision]
+        if tile_size < 8 * self._stride:
+            raise ValueError(f"tile_size must be at least {8 * self._stride}, not {tile_size}")
+        self.tile_size = tile_size - tile_size % self._stride
         self._takes_window = ARCH_TAKES_WINDOW[style.arch]
         self._dtype = DTYPES[precision]
-        self._lock = threading.Lock()
+        self._lock = lock or threading.Lock()
 
     def __repr__(self) -> str:
         return (
@@ -91,6 +96,21 @@ class Stylizer:
             y = self._run(x, progress)
         return _to_image(y[:, :, :height, :width])
 
+    def retiled(self, tile_size: int) -> Stylizer:
+        """The same model with another tile budget (side of a square tile, in pixels).
+
+        Shares this stylizer's lock, since the model's norm layers are switched while tiling.
+        """
+        return Stylizer(
+            self.style,
+            self._model,
+            self.weights_sha256,
+            self.precision,
+            self.device,
+            tile_size=tile_size,
+            lock=self._lock,
+        )
+
     def stylize_photo(
         self, photo: Photo, max_side: int | None, progress: Progress | None = None
     ) -> Image.Image:
@@ -117,7 +137,7 @@ class Stylizer:
                 forward_tile,
                 x,
                 tile=self.tile_size,
-                overlap=TILE_OVERLAP,
+                overlap=min(TILE_OVERLAP, self.tile_size // 4),
                 align=self._stride,
                 progress=progress,
             )
@@ -131,7 +151,10 @@ class Stylizer:
         """
         height, width = x.shape[-2:]
         scale = self.tile_size / math.sqrt(height * width)
-        size = [max(MIN_SIDE, round(side * scale / self._stride) * self._stride) for side in (height, width)]
+        size = [
+            max(MIN_SIDE, round(side * scale / self._stride) * self._stride)
+            for side in (height, width)
+        ]
         return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
 
     def _prepare(self, x: Tensor) -> Tensor:
@@ -172,7 +195,7 @@ def _configure_threads() -> None:
     _threads_configured = True
 
 
-def build_stylizer(style: Style, path: os.PathLike[str], precision: str, device: str) -> Stylizer:
+def build_stylizer(style: Style, path: Path, precision: str, device: str) -> Stylizer:
     """Read ``path``, load it strictly into ``style``'s architecture, pick the precision."""
     weights = read_weights(path, style.sha256)
     model = build_model(style.arch)
@@ -209,6 +232,8 @@ def load_stylizer(
     defaults to CUDA when available. Raises ``UnknownStyleError`` or a ``WeightsError``.
     """
     chosen_style = get_style(style)
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     device = device or default_device()
     _configure_threads()
     with _registry_lock:

@@ -7,14 +7,36 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from animegan.generator import AnimeGANv2Generator, Window
-from animegan.inference import Stylizer, _to_tensor
+from animegan.generator import AnimeGANv2Generator, Window, resize_window
+from animegan.inference import _to_tensor
 from animegan.intake import open_image
 from animegan.norm import frozen_statistics
 from animegan.precision import psnr
 from animegan.tiling import run_tiled, tile_starts
 from animegan.weights import read_weights
-from tests.engine.test_generator import psnr_255
+
+
+def psnr_255(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(255**2 / mse))
+
+
+def test_window_resize_of_the_whole_image_is_plain_align_corners_resize():
+    x = torch.randn(1, 8, 25, 17)
+    whole = Window((100, 68), (0, 0))
+    ours = resize_window(x, whole.scaled(2), whole.scaled(4), (50, 34))
+    torch.testing.assert_close(
+        ours, F.interpolate(x, size=(50, 34), mode="bilinear", align_corners=True)
+    )
+
+
+def test_window_resize_of_a_tile_samples_where_the_whole_image_does():
+    x = torch.randn(1, 8, 25, 17)
+    reference = F.interpolate(x, size=(50, 34), mode="bilinear", align_corners=True)
+    tile = Window((100, 68), (40, 20))  # full-size origin; (20, 10) at 1/2, (10, 5) at 1/4
+    ours = resize_window(x[:, :, 10:20, 5:13], tile.scaled(2), tile.scaled(4), (20, 16))
+    # Away from the tile's rim (whose sources lie outside the tile) it is exact.
+    torch.testing.assert_close(ours[:, :, 1:-1, 1:-1], reference[:, :, 21:39, 11:25])
 
 
 @pytest.mark.parametrize(
@@ -74,7 +96,7 @@ def test_tiled_stylizer_matches_untiled(fp32_stylizer, photos_dir, name):
     # The two hardest of ten photos measured at this tile/image ratio (bench/results/engine.md):
     # statistics come from a downscaled pass, so the match is close, not exact.
     image = open_image(photos_dir / name).fit(512).rgb
-    tiled = Stylizer(fp32_stylizer.style, fp32_stylizer._model, "", "fp32", "cpu", tile_size=384)
+    tiled = fp32_stylizer.retiled(384)
     progress: list[float] = []
     out = np.asarray(tiled.stylize(image, progress=progress.append))
     reference = np.asarray(fp32_stylizer.stylize(image))  # fits its budget: one pass
