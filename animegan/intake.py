@@ -83,7 +83,7 @@ class Photo:
         ``None`` keeps full resolution. Aspect ratio is kept (the short side never drops
         below the minimum the model accepts).
         """
-        return self._resized(fitted_size(self.size, max_side))
+        return self._resized(_fitted_size(self.size, max_side))
 
     def _resized(self, size: tuple[int, int]) -> Photo:
         if size == self.size:
@@ -95,7 +95,7 @@ class Photo:
         return replace(self, rgb=rgb, alpha=alpha)
 
 
-def fitted_size(size: tuple[int, int], max_side: int | None) -> tuple[int, int]:
+def _fitted_size(size: tuple[int, int], max_side: int | None) -> tuple[int, int]:
     """The size ``Photo.fit(max_side)`` gives a picture of ``size`` (unchanged if it fits)."""
     width, height = size
     if max_side is None or max(width, height) <= max_side:
@@ -132,7 +132,7 @@ def open_image(
         info = {"format": image.format, "mode": image.mode, "n_frames": _frame_count(image)}
         stored = image.size
         _check_size(stored, max_pixels)  # before decoding, so a bomb costs nothing
-        target = fitted_size(stored, max_side)
+        target = _fitted_size(stored, max_side)
         if owned and target != stored:
             _draft(image, target)
         _decode(image, subject)
@@ -143,7 +143,7 @@ def open_image(
             image.close()  # animations keep their file open for later frames otherwise
     size = stored[::-1] if orientation in _SWAPPING_ORIENTATIONS else stored
     photo = Photo(rgb=rgb, alpha=alpha, info={**info, "size": size})
-    return photo._resized(fitted_size(size, max_side))
+    return photo._resized(_fitted_size(size, max_side))
 
 
 def _open(src: ImageSource) -> tuple[Image.Image, str]:

@@ -119,10 +119,9 @@ def download_weights(style: Style, dest_dir: Path) -> Path:
                             received += len(chunk)
                             bar.update(len(chunk))
             except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
-                reason = getattr(exc, "reason", exc)
                 raise WeightsNotFoundError(
                     f"Could not download the weights for style {style.name!r} from {style.url} "
-                    f"({reason}); download {style.filename} by hand and put it in {dest_dir}."
+                    f"({_why(exc)}); download {style.filename} by hand and put it in {dest_dir}."
                 ) from exc
         # http.client ends a body cut short by the server as if it were complete.
         if total is not None and received != total:
@@ -150,6 +149,16 @@ def download_weights(style: Style, dest_dir: Path) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return target
+
+
+def _why(exc: Exception) -> str:
+    """A download failure in words: "HTTP 404 Not Found", "connection refused", "timed out"."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}"
+    reason = getattr(exc, "reason", exc)  # URLError wraps the socket error
+    if isinstance(reason, OSError) and reason.strerror:
+        return reason.strerror.lower()
+    return str(reason) or type(reason).__name__
 
 
 @dataclass(frozen=True)
