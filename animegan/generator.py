@@ -39,8 +39,11 @@ class Window:
         return Window((height // factor, width // factor), (top // factor, left // factor))
 
 
-def _source_positions(out_len: int, out_window: Window, in_window: Window, axis: int, in_len: int):
-    """Align-corners sampling positions, in the input tile, of one axis of the output tile."""
+def _source_positions(
+    out_len: int, out_window: Window, in_window: Window, axis: int, in_len: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Align-corners sampling positions, in the input tile, along one axis of the output tile:
+    the lower and upper source indices and the weight of the upper one."""
     out_full, in_full = out_window.full_size[axis], in_window.full_size[axis]
     scale = (in_full - 1) / (out_full - 1) if out_full > 1 else 0.0
     positions = torch.arange(out_len, dtype=torch.float64) + out_window.origin[axis]
@@ -50,7 +53,9 @@ def _source_positions(out_len: int, out_window: Window, in_window: Window, axis:
     return low, high, positions - low
 
 
-def resize_window(x: Tensor, out_window: Window, in_window: Window, size: tuple[int, int]) -> Tensor:
+def resize_window(
+    x: Tensor, out_window: Window, in_window: Window, size: tuple[int, int]
+) -> Tensor:
     """Bilinear align-corners resize of tile ``x`` to ``size`` as part of the whole image.
 
     Works on a channels-last view, where gathering rows and columns copies contiguous runs
@@ -61,7 +66,8 @@ def resize_window(x: Tensor, out_window: Window, in_window: Window, size: tuple[
         low, high, frac = _source_positions(size[axis], out_window, in_window, axis, y.shape[dim])
         shape = [1, 1, 1, 1]
         shape[dim] = -1
-        y = torch.lerp(y.index_select(dim, low), y.index_select(dim, high), frac.to(x.dtype).view(shape))
+        weight = frac.to(x.dtype).view(shape)
+        y = torch.lerp(y.index_select(dim, low), y.index_select(dim, high), weight)
     return y.permute(0, 3, 1, 2)
 
 

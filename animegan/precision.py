@@ -85,7 +85,8 @@ def bf16_matches_fp32(model: torch.nn.Module, device: str) -> bool:
 
 
 def resolve_precision(requested: str, model: torch.nn.Module, device: str) -> Precision:
-    """The precision to run: "fp32" and "bf16" as asked; "auto" means bf16 where native and verified, else fp32."""
+    """The precision to run: "fp32" and "bf16" as asked; "auto" means bf16 where the device
+    computes it natively and ``bf16_matches_fp32`` passes, else fp32."""
     if requested not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {requested!r}")
     if requested != "auto":

@@ -33,7 +33,8 @@ def test_downloadable_styles_point_at_bryandlee_weights():
     for name in ("face_paint_512_v2", "face_paint_512_v1", "celeba_distill", "paprika"):
         style = STYLES[name]
         assert style.arch == "animeganv2" and style.filename == f"{name}.pt"
-        assert style.url == f"https://github.com/bryandlee/animegan2-pytorch/raw/main/weights/{name}.pt"
+        upstream = "https://github.com/bryandlee/animegan2-pytorch/raw/main/weights"
+        assert style.url == f"{upstream}/{name}.pt"
 
 
 def test_every_style_names_its_non_commercial_licence():

@@ -40,7 +40,8 @@ def test_window_resize_of_a_tile_samples_where_the_whole_image_does():
 
 
 @pytest.mark.parametrize(
-    ("length", "tile", "overlap"), [(1000, 256, 64), (260, 256, 64), (4000, 1024, 64), (512, 320, 32)]
+    ("length", "tile", "overlap"),
+    [(1000, 256, 64), (260, 256, 64), (4000, 1024, 64), (512, 320, 32)],
 )
 def test_tile_starts_cover_aligned_and_overlap(length, tile, overlap):
     starts = tile_starts(length, tile, overlap, align=4)
