@@ -118,7 +118,7 @@ class StylizeService:
             if hit is not None:
                 return self._outcome(hit, hit.value, style, started)
 
-        photo = open_image(data).fit(self.max_side)
+        photo = open_image(data, max_side=self.max_side)
         fingerprint = Fingerprint.of(model_view(photo), raw_sha=raw_sha) if self.cache is not None else None
         if cache is not None and fingerprint is not None:
             hit = cache.lookup(namespace, fingerprint)
