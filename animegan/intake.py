@@ -185,7 +185,9 @@ def _open_file(fp: Path | io.BytesIO, subject: str) -> Image.Image:
             "too_large",
         ) from exc
     except UnidentifiedImageError as exc:
-        raise ImageError(f"{subject} is not an image we can read; {_FORMATS_HINT}.", "not_image") from exc
+        raise ImageError(
+            f"{subject} is not an image we can read; {_FORMATS_HINT}.", "not_image"
+        ) from exc
     except OSError as exc:
         if isinstance(fp, Path) and exc.strerror:  # the file system, not the file's content
             raise _unreadable(fp, exc) from exc

@@ -42,7 +42,8 @@ def encode(image: Image.Image, fmt: str, **params) -> bytes:
 def gradient(width: int = 40, height: int = 30) -> Image.Image:
     """RGB where every pixel differs, so a flip, turn or channel swap cannot go unnoticed."""
     yy, xx = np.mgrid[0:height, 0:width]
-    array = np.stack([xx * 255 // (width - 1), yy * 255 // (height - 1), (7 * xx + 3 * yy) % 256], -1)
+    channels = [xx * 255 // (width - 1), yy * 255 // (height - 1), (7 * xx + 3 * yy) % 256]
+    array = np.stack(channels, axis=-1)
     return Image.fromarray(array.astype(np.uint8), "RGB")
 
 
@@ -60,7 +61,8 @@ def png_header_only(width: int, height: int) -> bytes:
     tiny on disk, and truncated if anything ever tried to decode it."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\0" * 64)
@@ -74,7 +76,7 @@ def refused(src, **kwargs) -> ImageError:
     message = str(info.value)
     assert message[0].isupper() and message.endswith("."), message
     assert not re.search(r"Errno|Error\b|Traceback|<|\bNone\b|\bb'|\\x", message), message
-    assert not re.search(r"\b(read|open|of|from) The\b", message), message  # "Could not read The ..."
+    assert not re.search(r"\b(read|open|of|from) The\b", message), message  # "read The file"
     return info.value
 
 
@@ -105,7 +107,8 @@ def test_every_source_type_gives_the_same_picture(tmp_path, kind):
     assert np.array_equal(pixels(photo.rgb), pixels(image))
     assert photo.size == photo.info["size"] == (40, 30)
     assert photo.info["n_frames"] == 1 and photo.info["mode"] == "RGB"
-    assert photo.info["format"] == ("PNG" if kind in ("str path", "Path", "bytes", "bytearray") else None)
+    from_file = kind in ("str path", "Path", "bytes", "bytearray")
+    assert photo.info["format"] == ("PNG" if from_file else None)
 
 
 def test_the_callers_pil_image_is_left_usable():
@@ -315,7 +318,8 @@ def test_cmyk_colours_are_converted_not_misread(fmt):
     assert photo.info["mode"] == "CMYK" and photo.alpha is None
     rgb = pixels(photo.rgb)
     for i, expected in enumerate(colours.values()):
-        assert rgb[4:12, 16 * i + 4 : 16 * i + 12].reshape(-1, 3).mean(0) == pytest.approx(expected, abs=8)
+        patch = rgb[4:12, 16 * i + 4 : 16 * i + 12].reshape(-1, 3)
+        assert patch.mean(axis=0) == pytest.approx(expected, abs=8)
 
 
 def test_sixteen_bit_png_is_scaled_not_clipped():

@@ -58,7 +58,11 @@ def places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     monkeypatch.chdir(cwd)
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     monkeypatch.delenv(ENV_WEIGHTS_DIR, raising=False)
-    return {"explicit": tmp_path / "explicit", "local": cwd / "weights", "cache": cache / "animegan"}
+    return {
+        "explicit": tmp_path / "explicit",
+        "local": cwd / "weights",
+        "cache": cache / "animegan",
+    }
 
 
 class Server:
