@@ -199,8 +199,8 @@ def test_threads_sharing_a_stylizer_get_the_serial_results(weights_dir, photo_pa
 def test_threads_sharing_a_tiling_stylizer_get_the_serial_results(fp32, photo_paths):
     """Tiled runs keep per-image normalization statistics in the shared model for a while:
     the case where two unguarded concurrent runs would mix up each other's statistics."""
-    stylizer = fp32.retiled(128)  # 160 x 120 images then run in tiles
-    images = [open_image(p).rgb.resize((160, 120)) for p in photo_paths[::10]]
+    stylizer = fp32.retiled(96)  # 120 x 90 images then run in tiles
+    images = [open_image(p).rgb.resize((120, 90)) for p in photo_paths[::10]]
     seen: list[float] = []
     serial = [np.asarray(stylizer.stylize(images[0], progress=seen.append))]
     assert 0 < seen[1] < 1  # progress after a first tile: really tiled
