@@ -92,9 +92,10 @@ class Stylizer:
         pad_h, pad_w = -height % self._stride, -width % self._stride
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
-        with self._lock, torch.inference_mode():
-            y = self._run(x, progress)
-        return _to_image(y[:, :, :height, :width])
+        with torch.inference_mode():
+            with self._lock:
+                y = self._run(x, progress)
+            return _to_image(y[:, :, :height, :width])
 
     def retiled(self, tile_size: int) -> Stylizer:
         """The same model with another tile budget (side of a square tile, in pixels).
