@@ -48,7 +48,7 @@ def test_round_trip_miss_exact_fuzzy_miss_and_bad_file(client, photo_paths, tmp_
     bad.write_bytes(photo.read_bytes()[:200])
     with pytest.raises(AppError) as error:
         call(client, bad)
-    assert "image" in str(error.value).lower()
+    assert "incomplete" in str(error.value).lower()
 
     # the server is still up and the cache still holds what it had
     _, _, info = call(client, photo)
