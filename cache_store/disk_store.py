@@ -95,6 +95,7 @@ class DiskStore:
             self._check_integrity()
             self._create_schema()
             self._sweep_orphan_files()
+            self._sweep_unindexed_values()
             self._cache.expire()
         except BaseException:
             self.close()
@@ -324,6 +325,22 @@ class DiskStore:
                     path.unlink()
             except FileNotFoundError:
                 pass
+
+
+    def _sweep_unindexed_values(self) -> None:
+        """Delete values that never got their fuzzy row: `put` writes the value, then the row,
+        in two transactions, and a process killed between them leaves a value no row points at."""
+        cutoff = time.time() - ORPHAN_GRACE_S
+        keys = [
+            key
+            for (key,) in self._con().execute(
+                "SELECT key FROM Cache WHERE raw = 1 AND store_time < ?"
+                " AND key NOT IN (SELECT value_key FROM cs_entry)",
+                (cutoff,),
+            )
+        ]
+        for key in keys:
+            self._cache.delete(key)
 
 
 def _signed64(value: int) -> int:
