@@ -61,5 +61,5 @@ def test_progress_goes_from_zero_to_one(fp32_stylizer, scene):
     fp32_stylizer.stylize(scene.resize((64, 48)), progress=whole.append)
     assert whole == [0.0, 1.0]
     tiled: list[float] = []
-    fp32_stylizer.retiled(64).stylize(scene.resize((160, 120)), progress=tiled.append)
+    fp32_stylizer.retiled(96).stylize(scene.resize((160, 120)), progress=tiled.append)
     assert tiled[0] == 0.0 and tiled[-1] == 1.0 and tiled == sorted(tiled) and len(tiled) > 4
