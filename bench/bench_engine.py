@@ -75,30 +75,39 @@ def timed(fn) -> tuple[float, object]:
 
 
 def latency_rows(repeats: int) -> list[dict]:
+    """Round-robin over sizes and variants, so a burst of load from another process spoils
+    one round of everything rather than every round of one size; the fastest round counts."""
     photo = open_image(PHOTOS / LATENCY_PHOTO)
     ours = load_stylizer("hayao", weights_dir=WEIGHTS, precision="auto", device="cpu")
     ours_fp32 = load_stylizer("hayao", weights_dir=WEIGHTS, precision="fp32", device="cpu")
     reference = reference_model()
-    rows = []
+    images = {}
     for side in SIDES:
         image = photo.fit(side).rgb
-        image = image.crop((0, 0, image.width - image.width % 4, image.height - image.height % 4))
-        runs = {"reference": lambda: reference_stylize(reference, image),
-                "ours": lambda: ours.stylize(image), "ours_fp32": lambda: ours_fp32.stylize(image)}
-        for fn in runs.values():  # warm-up: first-call allocations and oneDNN kernel choice
-            fn()
-        times: dict[str, list[float]] = {name: [] for name in runs}
-        outputs = {}
-        for _ in range(repeats):
-            for name, fn in runs.items():
-                seconds, outputs[name] = timed(fn)
-                times[name].append(seconds)
+        width, height = image.width - image.width % 4, image.height - image.height % 4
+        images[side] = image.crop((0, 0, width, height))
+    runs = {
+        "reference": lambda image: reference_stylize(reference, image),
+        "ours": ours.stylize,
+        "ours_fp32": ours_fp32.stylize,
+    }
+    times = {(side, name): [] for side in SIDES for name in runs}
+    outputs = {}
+    for round_ in range(repeats + 1):  # round 0 warms up (allocations, oneDNN kernel choice)
+        for side, image in images.items():
+            for name, run in runs.items():
+                seconds, outputs[side, name] = timed(lambda: run(image))
+                if round_:
+                    times[side, name].append(seconds)
+        print(f"[engine] latency round {round_} done", flush=True)
+    rows = []
+    for side, image in images.items():
         rows.append({
-            "side": side, "size": image.size, "reference_s": min(times["reference"]),
-            "ours_s": min(times["ours"]), "ours_fp32_s": min(times["ours_fp32"]),
-            "ours_median_s": statistics.median(times["ours"]),
-            "psnr_ours": psnr(outputs["ours"], outputs["reference"]),
-            "psnr_ours_fp32": psnr(outputs["ours_fp32"], outputs["reference"]),
+            "side": side, "size": image.size, "reference_s": min(times[side, "reference"]),
+            "ours_s": min(times[side, "ours"]), "ours_fp32_s": min(times[side, "ours_fp32"]),
+            "ours_median_s": statistics.median(times[side, "ours"]),
+            "psnr_ours": psnr(outputs[side, "ours"], outputs[side, "reference"]),
+            "psnr_ours_fp32": psnr(outputs[side, "ours_fp32"], outputs[side, "reference"]),
         })
         print(f"[engine] {side}: {rows[-1]}", flush=True)
     return rows
@@ -197,8 +206,9 @@ def write_markdown(machine: dict, latency: list[dict], tiling: list[dict], memor
         "ratios (measured interleaved in one process), not the absolute times.", "",
         "`python -m bench.bench_engine [--fp32-big]` regenerates this file.", "",
         "## Cache-miss latency (Hayao, photo `" + LATENCY_PHOTO + "` fitted to each side)", "",
-        f"Fastest of {repeats} interleaved rounds after a warm-up (the least disturbed by other "
-        "processes; the median of ours is in the last column). *Reference*: the same generator "
+        f"Fastest of {repeats} rounds after a warm-up round; each round runs every size and "
+        "variant once, so a burst of load from another process spoils one round of all of "
+        "them (the median of ours is in the last column). *Reference*: the same generator "
         "and weights, float32, NCHW, default torch settings, one pass, `torch.no_grad`. "
         f"*Ours*: `Stylizer.stylize` at precision \"auto\" (here: **{auto}**: channels-last, "
         "inference mode, padding to the stride), and the same at float32. PSNR is against the "
