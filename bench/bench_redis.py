@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -39,6 +38,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.bench_cache import timed  # noqa: E402
 from bench.machine import machine_info  # noqa: E402
 from animegan.intake import DEFAULT_MAX_SIDE, open_image  # noqa: E402
 from cache_store import Fingerprint, ResultCache  # noqa: E402
@@ -55,16 +55,6 @@ NS = "bench|redis|v1"
 
 
 # -- helpers ------------------------------------------------------------------------------
-
-
-def timed(action: Callable[[], object], repeat: int) -> list[float]:
-    """Milliseconds per call."""
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        action()
-        samples.append((time.perf_counter() - started) * 1000)
-    return samples
 
 
 def med(samples: list[float]) -> str:
