@@ -1,4 +1,4 @@
-"""diskcache storage that keeps raw bytes and refuses everything else.
+"""diskcache storage that keeps raw bytes, refuses everything else, and stays in its folder.
 
 diskcache's default `Disk` pickles any value that is not bytes, str, int or float, and
 unpickles whatever a pickle-mode row holds when it is read (CVE-2025-69872: anyone who can
@@ -6,25 +6,49 @@ write to the cache directory could run code in the app). `BytesOnlyDisk` subclas
 `diskcache.Disk` only to narrow it: it stores `bytes` values under `str` keys and, on read,
 returns raw bytes only. A row in pickle or text mode, a pickled key, or a value file outside
 diskcache's own layout raises `RefusedValue`; nothing is ever unpickled.
+
+The same threat model covers paths: a row is only a pointer to a file, so a planted
+filename (``../…``, absolute, or through a symlinked folder) must never make the cache read,
+write or delete anything outside its directory. Only names of diskcache's own layout whose
+real path lies inside the directory are read or deleted, and deleting prunes at most the
+two value folders, never the directory or anything above it.
+
+Sizes: the size recorded for a value file is what it takes on disk (whole blocks, plus its
+two folders), so the store's byte budget counts what `du` would.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import re
 
 from diskcache import Disk
 from diskcache.core import MODE_BINARY, MODE_RAW, UNKNOWN
 
+log = logging.getLogger(__name__)
+
 #: diskcache names value files "xx/yy/<28 hex>.val" under the cache directory.
 _VALUE_FILE = re.compile(r"[0-9a-f]{2}[/\\][0-9a-f]{2}[/\\][0-9a-f]{28}\.val")
+#: Used when the file system does not say its block size.
+DEFAULT_BLOCK = 4096
 
 
 class RefusedValue(ValueError):
-    """A stored key or value that is not plain bytes/str: refused rather than decoded."""
+    """A stored key, value or path that is not plain bytes/str in the cache: refused."""
 
 
 class BytesOnlyDisk(Disk):
     """A diskcache `Disk` for str keys and bytes values that refuses pickles both ways."""
+
+    def __init__(self, directory: str, **kwargs: object) -> None:
+        super().__init__(directory, **kwargs)
+        self._root = os.path.realpath(directory)
+        try:
+            self.block = os.statvfs(directory).f_frsize or DEFAULT_BLOCK
+        except (AttributeError, OSError):  # no statvfs (Windows)
+            self.block = DEFAULT_BLOCK
 
     def put(self, key: object) -> tuple[str, bool]:
         if type(key) is not str:
@@ -39,11 +63,50 @@ class BytesOnlyDisk(Disk):
     def store(self, value: object, read: bool, key: object = UNKNOWN) -> tuple:
         if read or type(value) is not bytes:
             raise TypeError(f"cache values must be bytes, not {type(value).__name__}")
-        return super().store(value, read, key=key)
+        size, mode, filename, stored = super().store(value, read, key=key)
+        return (size if filename is None else self.on_disk(size)), mode, filename, stored
 
     def fetch(self, mode: int, filename: str | None, value: object, read: bool) -> bytes:
         if not read and mode == MODE_RAW and type(value) is bytes:
             return value
-        if not read and mode == MODE_BINARY and filename and _VALUE_FILE.fullmatch(filename):
+        if not read and mode == MODE_BINARY and self.is_value_file(filename, follow=True):
             return super().fetch(mode, filename, None, False)
-        raise RefusedValue(f"refusing a stored value in mode {mode}: only raw bytes are read")
+        raise RefusedValue(f"refusing a stored value in mode {mode}: only raw bytes in the cache are read")
+
+    def filename(self, key: object = UNKNOWN, value: object = UNKNOWN) -> tuple[str, str]:
+        name, full_path = super().filename(key, value)
+        if not self.inside(os.path.dirname(full_path)):  # a planted symlinked folder
+            raise RefusedValue(f"refusing to write {name}: its folder leads outside the cache")
+        return name, full_path
+
+    def remove(self, file_path: object) -> None:
+        """Delete a value file of this cache and its emptied folders; refuse anything else."""
+        if not self.is_value_file(file_path, follow=False):
+            log.warning("refusing to delete %r: not a value file inside the cache", file_path)
+            return
+        full_path = os.path.join(self._directory, file_path)
+        with contextlib.suppress(OSError):  # another process may have deleted it first
+            os.remove(full_path)
+        leaf = os.path.dirname(full_path)
+        with contextlib.suppress(OSError):  # not empty: other values live there
+            os.rmdir(leaf)
+            os.rmdir(os.path.dirname(leaf))
+
+    # -- paths ----------------------------------------------------------------------------
+
+    def is_value_file(self, name: object, *, follow: bool) -> bool:
+        """`name` is in diskcache's layout and lies inside the cache; `follow`: the file's
+        own real path too (for reads), else its folder's (deleting removes a link itself)."""
+        if not (isinstance(name, str) and _VALUE_FILE.fullmatch(name)):
+            return False
+        full_path = os.path.join(self._directory, name)
+        return self.inside(full_path if follow else os.path.dirname(full_path))
+
+    def inside(self, path: str | os.PathLike) -> bool:
+        """`path`, with every symlink resolved, lies below the cache directory."""
+        return os.path.realpath(path).startswith(self._root + os.sep)
+
+    def on_disk(self, length: int) -> int:
+        """Bytes a value file of `length` bytes takes: whole blocks, plus a block for each
+        of its two folders (an upper bound: folders are shared once there are many files)."""
+        return -(-length // self.block) * self.block + 2 * self.block
