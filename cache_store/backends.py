@@ -34,7 +34,7 @@ def open_backend(location: str | Path, *, size_limit: int) -> Opened:
             return Opened(None, f"Result cache is off ({location} is not a {' / '.join(SERVER_SCHEMES)} URL).")
         return open_store(Path(location), size_limit=size_limit)
     from .redis_store import RedisStore  # the redis client is needed only for a Redis cache
-    from .store import StoreUnavailable
+    from .store import StoreError, StoreUnavailable
 
     try:
         store = RedisStore(str(location))
@@ -47,7 +47,7 @@ def open_backend(location: str | Path, *, size_limit: int) -> Opened:
     except StoreUnavailable as error:
         log.warning("result cache: %s Serving uncached until it answers.", error)
         return Opened(store, message)
-    except OSError as error:  # e.g. INFO refused by an ACL: not a reason to go uncached
+    except StoreError as error:  # e.g. INFO refused by an ACL: not a reason to go uncached
         warning = f"could not read Redis' memory settings ({error})."
     if warning:
         log.warning("result cache: %s", warning)

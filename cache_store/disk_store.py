@@ -5,24 +5,52 @@ aliases, fuzzy rows, removal log, locks and counters are tables in diskcache's o
 file, and a trigger on diskcache's `Cache` table deletes a value's alias and fuzzy row in
 the same transaction that deletes the value, whoever deletes it (eviction, expiry, clear),
 so the fuzzy tier can never point at a value that is gone, even after a kill -9.
+
+Every public method translates SQLite, diskcache and file errors into the `StoreError`
+family (`StoreCorrupt` for damaged database files), so callers need not know any of them.
+
+Resources a long-running app must not leak or outgrow:
+
+* connections: one per thread, shared by diskcache and the side tables, closed when its
+  thread ends (lease heartbeats and Gradio's worker threads come and go) and all of them at
+  `close`, whichever thread opened them, so open handles stay flat however many threads
+  used the store, and a store that is replaced lets go of its files at once;
+* disk: the byte budget counts what the directory really takes: the SQLite file, its
+  write-ahead log and shared-memory file as they are, and value files in whole blocks with
+  their folders. The log is kept small (checkpointed after a budget-dependent size and
+  truncated when it outgrows it), and least recently used values go until the total fits;
+* expired values: `expire` deletes them with their files (and files no row refers to);
+  `discard` deletes a value's row and file even once it has expired (diskcache's own delete
+  skips expired rows);
+* the directory itself: `stale` notices that it was deleted or replaced, so the owner can
+  open a fresh store instead of writing into deleted files.
+
+Rows this code did not write (wrong types in a tampered database) are dropped with their
+value and logged, and read as missing.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import diskcache
 import numpy as np
 from diskcache.core import DBNAME
 
-from .bytes_disk import BytesOnlyDisk
-from .store import Changes, Cursor, Entry, FuzzyRow
+from .bytes_disk import BytesOnlyDisk, RefusedValue
+from .store import Changes, Cursor, Entry, FuzzyRow, MalformedEntry, StoreCorrupt, StoreError
+
+log = logging.getLogger(__name__)
 
 #: A busy database fails the call (a miss) after this long instead of stalling a request.
 SQLITE_TIMEOUT_S = 5.0
@@ -32,6 +60,15 @@ REMOVALS_KEPT = 50_000
 LATENCY_WINDOW = 1024
 #: Value files younger than this may belong to a write in flight in another process.
 ORPHAN_GRACE_S = 60.0
+#: The write-ahead log is checkpointed once it holds this share of the byte budget, within
+#: these bounds (4 MiB is SQLite's default), and cut back to that size when it outgrew it.
+WAL_SHARE = 1 / 64
+WAL_BOUNDS = (64 << 10, 4 << 20)
+#: A checkpoint that would wait longer for readers is skipped (tried again on a later write).
+CHECKPOINT_WAIT_MS = 50
+SQLITE_FILES = (DBNAME, DBNAME + "-wal", DBNAME + "-shm")
+
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS cs_entry (
@@ -75,41 +112,119 @@ class CorruptStore(sqlite3.DatabaseError):
     """SQLite's own integrity check failed."""
 
 
+def is_corruption(error: BaseException) -> bool:
+    """SQLite reports a damaged or foreign file as a plain DatabaseError (not Operational)."""
+    return isinstance(error, CorruptStore) or type(error) is sqlite3.DatabaseError
+
+
+def _translated(method: Callable[..., T]) -> Callable[..., T]:
+    """Raise the store's own errors instead of SQLite's, diskcache's and the OS's."""
+
+    @functools.wraps(method)
+    def call(self: DiskStore, *args: object, **kwargs: object) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except StoreError:
+            raise
+        except RefusedValue as error:
+            raise MalformedEntry(str(error)) from error
+        except (sqlite3.Error, diskcache.Timeout, OSError) as error:
+            if is_corruption(error):
+                raise StoreCorrupt(f"{self.directory / DBNAME}: {error}") from error
+            raise StoreError(f"{type(error).__name__}: {error}" if str(error) else type(error).__name__) from error
+
+    return call
+
+
+class _Connection:
+    """One thread's connection, held by that thread's `threading.local`: when the thread
+    ends, the local is released and this closes the connection (in the process that opened
+    it only: a forked child must not close what its parent still uses).
+
+    Explicitly, because an unreferenced `sqlite3.Connection` is only freed by the cyclic
+    garbage collector (its statement cache refers back to it), whenever that runs.
+    """
+
+    def __init__(self, con: sqlite3.Connection) -> None:
+        self.con = con
+        self.pid = os.getpid()
+
+    def close(self) -> None:
+        if self.pid == os.getpid():
+            self.con.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown; nothing left to do
+            pass
+
+
+class _Values(diskcache.Cache):
+    """diskcache's `Cache` on the store's connection of the calling thread.
+
+    diskcache keeps its own connection per thread, which only the thread that opened it may
+    close; sharing the store's (one per thread instead of two) lets the store close every
+    connection it opened. `_con` is diskcache's one hook for that (diskcache is pinned).
+    """
+
+    def __init__(self, directory: str, connect: Callable[[], sqlite3.Connection], **settings: object) -> None:
+        self._connect = connect
+        super().__init__(directory, **settings)
+
+    @property
+    def _con(self) -> sqlite3.Connection:
+        return self._connect()
+
+    def close(self) -> None:
+        """The connections belong to the store, which closes them."""
+
+
 class DiskStore:
     """`Store` on a directory that several threads and processes may share."""
 
     def __init__(self, directory: Path, *, size_limit: int) -> None:
         self.directory = Path(directory)
+        self.size_limit = size_limit
         self._local = threading.local()
-        self._connections: list[tuple[int, sqlite3.Connection]] = []
+        self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._connections_lock = threading.Lock()
-        self._cache = diskcache.Cache(
+        self._wal_limit = min(max(int(size_limit * WAL_SHARE), WAL_BOUNDS[0]), WAL_BOUNDS[1])
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._cache = _Values(
             str(self.directory),
+            self._con,
             disk=BytesOnlyDisk,
             size_limit=size_limit,
             eviction_policy="least-recently-used",
             cull_limit=0,  # diskcache culls 10 rows at a time; `_evict_to_limit` takes just enough
             timeout=SQLITE_TIMEOUT_S,
         )
+        self._disk: BytesOnlyDisk = self._cache.disk
+        self._identity = self._current_identity()
         try:
             self._check_integrity()
             self._create_schema()
             self._sweep_orphan_files()
             self._sweep_unindexed_values()
             self._cache.expire()
+            self._evict_to_limit()
         except BaseException:
             self.close()
             raise
 
     # -- exact tier ---------------------------------------------------------------------
 
+    @_translated
     def get(self, key: str) -> bytes | None:
         return self._cache.get(key)
 
+    @_translated
     def resolve(self, alias: str) -> str | None:
         row = self._con().execute("SELECT value_key FROM cs_alias WHERE alias = ?", (alias,)).fetchone()
         return row[0] if row else None
 
+    @_translated
     def put(self, entry: Entry) -> None:
         self._cache.set(entry.key, entry.blob, expire=entry.expire)
         with self._transaction() as con:
@@ -135,21 +250,29 @@ class DiskStore:
             self._prune_removals(con)
         self._evict_to_limit()
 
+    @_translated
     def discard(self, key: str) -> None:
-        self._cache.delete(key)
-        with self._transaction() as con:  # rows of a value diskcache no longer lists
-            con.execute("DELETE FROM cs_entry WHERE value_key = ?", (key,))
-            con.execute("DELETE FROM cs_alias WHERE value_key = ?", (key,))
+        """Delete the value (expired or not), its file, alias and fuzzy row."""
+        self._delete_values("key = ? AND raw = 1", (key,), orphans_of=key)
 
     # -- fuzzy rows ---------------------------------------------------------------------
 
+    @_translated
     def rows_after(self, namespace: str, seq: int) -> tuple[np.ndarray, np.ndarray]:
-        rows = self._con().execute(
-            "SELECT seq, phash FROM cs_entry WHERE ns = ? AND seq > ? ORDER BY seq", (namespace, seq)
+        con = self._con()
+        rows = con.execute(
+            "SELECT seq, phash FROM cs_entry WHERE ns = ? AND seq > ? AND typeof(phash) = 'integer' ORDER BY seq",
+            (namespace, seq),
         ).fetchall()
+        for bad_seq, key in con.execute(
+            "SELECT seq, value_key FROM cs_entry WHERE ns = ? AND seq > ? AND typeof(phash) != 'integer'",
+            (namespace, seq),
+        ).fetchall():
+            self._drop_malformed(bad_seq, key, "its pHash is not an integer")
         table = np.array(rows, dtype=np.int64).reshape(-1, 2)
         return table[:, 0].copy(), table[:, 1].copy().view(np.uint64)
 
+    @_translated
     def row(self, namespace: str, seq: int) -> FuzzyRow | None:
         found = self._con().execute(
             "SELECT seq, value_key, signature, width, height, has_alpha FROM cs_entry WHERE seq = ? AND ns = ?",
@@ -158,8 +281,19 @@ class DiskStore:
         if found is None:
             return None
         seq, key, signature, width, height, has_alpha = found
-        return FuzzyRow(seq, key, bytes(signature), width, height, bool(has_alpha))
+        well_formed = (
+            type(key) is str
+            and type(signature) is bytes
+            and all(type(side) is int and side > 0 for side in (width, height))
+            and has_alpha in (0, 1)
+            and type(has_alpha) is int
+        )
+        if not well_formed:
+            self._drop_malformed(seq, key, "a column holds the wrong type or an impossible value")
+            return None
+        return FuzzyRow(seq, key, signature, width, height, bool(has_alpha))
 
+    @_translated
     def changes_since(self, cursor: Cursor | None) -> Changes:
         with self._transaction("BEGIN") as con:  # one snapshot for both reads
             epoch, floor, last = con.execute(
@@ -177,12 +311,14 @@ class DiskStore:
 
     # -- locks ----------------------------------------------------------------------------
 
+    @_translated
     def try_lock(self, key: str, owner: str, ttl: float) -> bool:
         now = time.time()
         with self._transaction() as con:
             con.execute("DELETE FROM cs_lock WHERE key = ? AND expires < ?", (key, now))
             return con.execute("INSERT OR IGNORE INTO cs_lock VALUES (?, ?, ?)", (key, owner, now + ttl)).rowcount == 1
 
+    @_translated
     def refresh_lock(self, key: str, owner: str, ttl: float) -> bool:
         with self._transaction() as con:
             return (
@@ -192,12 +328,14 @@ class DiskStore:
                 == 1
             )
 
+    @_translated
     def unlock(self, key: str, owner: str) -> None:
         with self._transaction() as con:
             con.execute("DELETE FROM cs_lock WHERE key = ? AND owner = ?", (key, owner))
 
     # -- counters -------------------------------------------------------------------------
 
+    @_translated
     def record(self, kind: str, ms: float) -> None:
         with self._transaction() as con:
             con.execute(
@@ -210,18 +348,22 @@ class DiskStore:
                 (kind, kind, LATENCY_WINDOW, ms),
             )
 
+    @_translated
     def counters(self) -> dict[str, tuple[int, float]]:
         rows = self._con().execute("SELECT name, n, ms FROM cs_counter").fetchall()
         return {name: (n, ms) for name, n, ms in rows}
 
+    @_translated
     def latencies(self) -> dict[str, list[float]]:
         found: dict[str, list[float]] = {}
         for kind, ms in self._con().execute("SELECT kind, ms FROM cs_latency"):
             found.setdefault(kind, []).append(ms)
         return found
 
+    @_translated
     def usage(self) -> tuple[int, int]:
-        return len(self._cache), self._cache.volume()
+        """(entries, bytes the directory takes on disk, as the byte budget counts them)."""
+        return len(self._cache), self.footprint()
 
     def outage(self) -> None:
         """A local directory has no server to lose; its errors are per call."""
@@ -229,9 +371,23 @@ class DiskStore:
 
     # -- housekeeping ---------------------------------------------------------------------
 
+    @_translated
     def expire(self) -> None:
+        """Delete expired values with their files and value files no row refers to (a killed
+        writer's, or one written while the directory was being deleted), then keep the
+        directory within budget (reads move the LRU clock, and the log grows with them)."""
         self._cache.expire()
+        self._sweep_orphan_files()
+        self._evict_to_limit()
 
+    def stale(self) -> bool:
+        """True when the directory or database file was deleted or replaced under this store."""
+        try:
+            return self._current_identity() != self._identity
+        except OSError:
+            return True
+
+    @_translated
     def clear(self) -> None:
         """Delete every value, row and statistic (not the locks of computations in flight)."""
         self._cache.clear()
@@ -248,27 +404,99 @@ class DiskStore:
             con.execute("DELETE FROM cs_latency")
 
     def close(self) -> None:
-        self._cache.close()
         with self._connections_lock:
-            connections, self._connections = self._connections, []
-        for pid, con in connections:
-            if pid == os.getpid():  # never close a connection a forked parent still uses
-                con.close()
+            connections, self._connections = list(self._connections), weakref.WeakSet()
+        for connection in connections:
+            connection.close()
+
+    # -- disk use -------------------------------------------------------------------------
+
+    def footprint(self) -> int:
+        """Bytes on disk: the SQLite files as they are, value files as `BytesOnlyDisk` sized them."""
+        return self._sqlite_bytes() + self._cache.reset("size")
+
+    def _sqlite_bytes(self) -> int:
+        total = 0
+        for name in SQLITE_FILES:
+            try:
+                total += os.stat(self.directory / name).st_size
+            except FileNotFoundError:
+                pass
+        return total
+
+    def _evict_to_limit(self) -> None:
+        """Delete least-recently-used values, one at a time, until the directory fits its
+        budget; an oversized write-ahead log is cut back first."""
+        wal_checked = False
+        while self.footprint() > self.size_limit:
+            if not wal_checked:
+                wal_checked = True
+                self._shrink_wal()
+                continue
+            oldest = self._con().execute("SELECT rowid FROM Cache ORDER BY access_time LIMIT 1").fetchone()
+            if oldest is None:
+                return
+            self._delete_values("rowid = ?", oldest)
+
+    def _shrink_wal(self) -> None:
+        """Checkpoint and truncate the log if it outgrew its limit; skipped while readers hold it."""
+        try:
+            wal = os.stat(self.directory / (DBNAME + "-wal")).st_size
+        except FileNotFoundError:
+            return
+        if wal <= self._wal_limit:
+            return
+        con = self._con()
+        con.execute(f"PRAGMA busy_timeout = {CHECKPOINT_WAIT_MS}")
+        try:
+            con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.OperationalError as error:  # busy: the next write tries again
+            log.debug("write-ahead log checkpoint skipped: %s", error)
+        finally:
+            con.execute(f"PRAGMA busy_timeout = {int(SQLITE_TIMEOUT_S * 1000)}")
 
     # -- helpers --------------------------------------------------------------------------
 
     def _con(self) -> sqlite3.Connection:
-        """This thread's connection; a forked child opens its own instead of sharing one."""
-        con = getattr(self._local, "con", None)
-        if con is None or self._local.pid != os.getpid():
+        """This thread's connection, closed when the thread ends; a forked child opens its own."""
+        held = getattr(self._local, "held", None)
+        if held is None or held.pid != os.getpid():
             con = sqlite3.connect(
                 self.directory / DBNAME, timeout=SQLITE_TIMEOUT_S, isolation_level=None, check_same_thread=False
             )
             con.execute("PRAGMA synchronous = NORMAL")
-            self._local.con, self._local.pid = con, os.getpid()
+            con.execute(f"PRAGMA journal_size_limit = {self._wal_limit}")
+            con.execute(f"PRAGMA wal_autocheckpoint = {max(1, self._wal_limit // 4096)}")
+            held = self._local.held = _Connection(con)
             with self._connections_lock:
-                self._connections.append((os.getpid(), con))
-        return con
+                self._connections.add(held)
+        return held.con
+
+    def _delete_values(self, where: str, args: tuple, *, orphans_of: object = None) -> None:
+        """Delete the Cache rows `where` selects, then their files. The trigger on Cache takes
+        their aliases and fuzzy rows; `orphans_of` names a value key whose rows go even if
+        diskcache no longer lists the value."""
+        with self._transaction() as con:
+            found = con.execute(f"SELECT filename FROM Cache WHERE {where}", args).fetchall()
+            con.execute(f"DELETE FROM Cache WHERE {where}", args)
+            if orphans_of is not None:
+                con.execute("DELETE FROM cs_entry WHERE value_key = ?", (orphans_of,))
+                con.execute("DELETE FROM cs_alias WHERE value_key = ?", (orphans_of,))
+        for (filename,) in found:
+            if filename is not None:
+                self._disk.remove(filename)
+
+    def _current_identity(self) -> tuple[int, int, int, int]:
+        directory, database = os.stat(self.directory), os.stat(self.directory / DBNAME)
+        return directory.st_dev, directory.st_ino, database.st_dev, database.st_ino
+
+    def _drop_malformed(self, seq: int, key: object, why: str) -> None:
+        """Delete a fuzzy row this code did not write, and its value: a miss from now on."""
+        log.warning("result cache: dropping malformed fuzzy row %s (%s)", seq, why)
+        if type(key) is str:
+            self.discard(key)
+        with self._transaction() as con:
+            con.execute("DELETE FROM cs_entry WHERE seq = ?", (seq,))
 
     @contextmanager
     def _transaction(self, begin: str = "BEGIN IMMEDIATE") -> Iterator[sqlite3.Connection]:
@@ -280,14 +508,6 @@ class DiskStore:
             con.execute("ROLLBACK")
             raise
         con.execute("COMMIT")
-
-    def _evict_to_limit(self) -> None:
-        """Delete least-recently-used values, one at a time, until the store fits its limit."""
-        while self._cache.volume() > self._cache.size_limit:
-            oldest = self._con().execute("SELECT key FROM Cache ORDER BY access_time LIMIT 1").fetchone()
-            if oldest is None:
-                return
-            self._cache.delete(oldest[0])
 
     def _create_schema(self) -> None:
         con = self._con()
@@ -311,21 +531,23 @@ class DiskStore:
             raise CorruptStore("; ".join(map(str, result[:3])))
 
     def _sweep_orphan_files(self) -> None:
-        """Delete value files no row refers to: left by a process killed mid-write or mid-evict."""
+        """Delete value files no row refers to: left by a process killed mid-write or mid-evict.
+        Only files of the cache's own layout whose folder really lies inside it are touched."""
         referenced = {
             os.path.normpath(name)
             for (name,) in self._con().execute("SELECT filename FROM Cache WHERE filename IS NOT NULL")
+            if isinstance(name, str)
         }
         cutoff = time.time() - ORPHAN_GRACE_S
         for path in self.directory.glob("[0-9a-f][0-9a-f]/[0-9a-f][0-9a-f]/*.val"):
-            if os.path.normpath(path.relative_to(self.directory)) in referenced:
+            name = os.path.normpath(path.relative_to(self.directory))
+            if name in referenced or not self._disk.is_value_file(name, follow=False):
                 continue
             try:
-                if path.stat().st_mtime < cutoff:
-                    path.unlink()
+                if path.lstat().st_mtime < cutoff:
+                    self._disk.remove(name)
             except FileNotFoundError:
                 pass
-
 
     def _sweep_unindexed_values(self) -> None:
         """Delete values that never got their fuzzy row: `put` writes the value, then the row,
@@ -340,7 +562,7 @@ class DiskStore:
             )
         ]
         for key in keys:
-            self._cache.delete(key)
+            self.discard(key)
 
 
 def _signed64(value: int) -> int:

@@ -21,8 +21,8 @@ from pathlib import Path
 import diskcache
 from diskcache.core import DBNAME
 
-from .disk_store import CorruptStore, DiskStore
-from .store import Store
+from .disk_store import DiskStore, is_corruption
+from .store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +34,6 @@ _OPEN_LOCK = ".open.lock"
 class Opened:
     store: Store | None
     message: str
-
-
-def is_corruption(error: BaseException) -> bool:
-    """SQLite reports a damaged or foreign file as a plain DatabaseError (not Operational)."""
-    return isinstance(error, CorruptStore) or type(error) is sqlite3.DatabaseError
 
 
 def open_store(directory: Path, *, size_limit: int) -> Opened:
@@ -55,9 +50,12 @@ def open_store(directory: Path, *, size_limit: int) -> Opened:
                 log.warning("result cache in %s was corrupt (%s); moved it to %s", directory, error, moved)
                 store = DiskStore(directory, size_limit=size_limit)
                 return Opened(store, f"Result cache recovered: a corrupt store was moved to {moved}.")
-    except (OSError, sqlite3.Error, diskcache.Timeout) as error:
+    except (OSError, sqlite3.Error, diskcache.Timeout, StoreError) as error:
         log.warning("result cache in %s is unusable, running uncached: %s", directory, error)
         return Opened(None, f"Result cache is off ({error}); every photo is computed.")
+    except Exception as error:  # noqa: BLE001 - whatever the files hold, the app still starts
+        log.exception("result cache in %s could not be opened, running uncached", directory)
+        return Opened(None, f"Result cache is off ({type(error).__name__}: {error}); every photo is computed.")
     return Opened(store, f"Result cache ready in {directory}.")
 
 

@@ -20,6 +20,10 @@ or entry if not (a miss), and replicas forget such rows when a lookup meets them
 bookkeeping key costs at most a reload: a new ``epoch`` makes every replica reload its
 index; a lost ``seq`` is recovered from the clock and the stream's last id.
 
+Malformed entries (a tampered stream entry, a row field that is not what `put` wrote) are
+deleted where they are met and logged, and read as missing; redis-py's errors become the
+store's own (`StoreUnavailable`, `RedisCommandError`).
+
 Outages: sockets time out fast and one failed call makes every call fail at once with
 `StoreUnavailable` until `Backoff` lets a retry through, so a dead Redis adds at most one
 timeout to a request. Scripts need a single Redis (or a Sentinel-managed primary), not Cluster.
@@ -27,6 +31,7 @@ timeout to a request. Scripts need a single Redis (or a Sentinel-managed primary
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 import struct
@@ -40,7 +45,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .backoff import Backoff
-from .store import Changes, Cursor, Entry, FuzzyRow, StoreUnavailable
+from .store import Changes, Cursor, Entry, FuzzyRow, StoreError, StoreUnavailable
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "rc:"
 #: A request must not hang on a dead, frozen or unreachable server; a 2 MB value over a
@@ -96,15 +103,25 @@ return id
 """
 
 # KEYS: stream; ARGV: first id (or '-'), count. Seqs as text and pHashes as 8-byte words,
-# each joined into one string: a replica parses 10k rows in two numpy calls.
+# each joined into one string: a replica parses 10k rows in two numpy calls. An entry that is
+# not what _PUT writes (id <seq>-0, fields p = 8 bytes and k) is deleted and counted.
+# Returns {seqs, hashes, entries read, entries dropped, last id read}.
 _ROWS_AFTER = """
 local entries = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])
-local seqs, hashes = {}, {}
-for i, entry in ipairs(entries) do
-  seqs[i] = string.sub(entry[1], 1, -3)
-  hashes[i] = entry[2][2]
+local seqs, hashes, dropped, last = {}, {}, 0, ''
+for _, entry in ipairs(entries) do
+  local id, fields = entry[1], entry[2]
+  last = id
+  local seq = string.match(id, '^(%d+)%-0$')
+  if seq and #seq <= 18 and #fields == 4 and fields[1] == 'p' and #fields[2] == 8 and fields[3] == 'k' then
+    seqs[#seqs + 1] = seq
+    hashes[#hashes + 1] = fields[2]
+  else
+    redis.call('XDEL', KEYS[1], id)
+    dropped = dropped + 1
+  end
 end
-return {table.concat(seqs, ' '), table.concat(hashes), #entries}
+return {table.concat(seqs, ' '), table.concat(hashes), #entries, dropped, last}
 """
 
 # KEYS: alias; ARGV: prefix. The value key, or nil (and the alias goes) if the value is gone.
@@ -116,11 +133,17 @@ redis.call('DEL', KEYS[1])
 return false
 """
 
-# KEYS: stream; ARGV: entry id, prefix. The row, or nil (and the entry goes) if its value is gone.
+# KEYS: stream; ARGV: entry id, prefix. The row, or nil (and the entry goes) if its value is
+# gone or the entry is not what _PUT writes.
 _ROW = """
 local entry = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])[1]
 if not entry then return false end
-local key = entry[2][4]
+local fields = entry[2]
+if #fields ~= 4 or fields[3] ~= 'k' then
+  redis.call('XDEL', KEYS[1], ARGV[1])
+  return false
+end
+local key = fields[4]
 local row = redis.call('HMGET', ARGV[2] .. key, 's', 'w', 'h', 'a', 'q')
 if row[1] and row[5] and row[5] .. '-0' == ARGV[1] then return {key, row[1], row[2], row[3], row[4]} end
 redis.call('XDEL', KEYS[1], ARGV[1])
@@ -157,7 +180,7 @@ return redis.call('DEL', KEYS[1])
 """
 
 
-class RedisCommandError(OSError):
+class RedisCommandError(StoreError):
     """Redis answered with an error (out of memory, wrong type, ...): this call failed."""
 
 
@@ -191,7 +214,15 @@ class RedisStore:
     def resolve(self, alias: str) -> str | None:
         with self._call():
             key = self._resolve(keys=[self._k(alias)], args=[self._prefix])
-        return None if key is None else key.decode()
+        if key is None:
+            return None
+        try:
+            return key.decode("ascii")
+        except UnicodeDecodeError:  # not a key `put` wrote: the alias goes
+            log.warning("result cache: dropping an alias to a malformed key %r", key[:80])
+            with self._call():
+                self._client.delete(self._k(alias))
+            return None
 
     def put(self, entry: Entry) -> None:
         keys = [self._k(entry.key), self._stream(entry.namespace), *map(self._k, ("seq", "stats", "namespaces"))]
@@ -213,16 +244,20 @@ class RedisStore:
 
     def rows_after(self, namespace: str, seq: int) -> tuple[np.ndarray, np.ndarray]:
         seqs, hashes = [np.empty(0, np.int64)], [np.empty(0, np.uint64)]
+        start = f"({seq}-0" if seq else "-"
         with self._call():
             while True:  # in chunks, so that one call never blocks Redis for long
-                start = f"({seq}-0" if seq else "-"
-                text, words, count = self._rows_after(keys=[self._stream(namespace)], args=[start, ROWS_PER_READ])
-                if count:
+                text, words, count, dropped, last = self._rows_after(
+                    keys=[self._stream(namespace)], args=[start, ROWS_PER_READ]
+                )
+                if dropped:
+                    log.warning("result cache: dropped %d malformed stream entries of namespace %s", dropped, namespace)
+                if text:
                     seqs.append(np.array(text.split()).astype(np.int64))
                     hashes.append(np.frombuffer(words, dtype=">u8").astype(np.uint64))
-                    seq = int(seqs[-1][-1])
                 if count < ROWS_PER_READ:
                     break
+                start = "(" + last.decode()
         return np.concatenate(seqs), np.concatenate(hashes)
 
     def row(self, namespace: str, seq: int) -> FuzzyRow | None:
@@ -231,7 +266,13 @@ class RedisStore:
         if found is None:
             return None
         key, signature, width, height, alpha = found
-        return FuzzyRow(seq, key.decode(), signature, int(width), int(height), alpha == b"1")
+        try:
+            row = FuzzyRow(seq, key.decode("ascii"), signature, _side(width), _side(height), _flag(alpha))
+        except (ValueError, TypeError) as error:  # not what `put` wrote: the value goes with it
+            log.warning("result cache: dropping malformed fuzzy row %s of namespace %s (%s)", seq, namespace, error)
+            self.discard(key.decode("ascii", "replace"))
+            return None
+        return row
 
     def changes_since(self, cursor: Cursor | None) -> Changes:
         """Only resets: Redis removes keys silently, so dead rows are dropped when met."""
@@ -303,6 +344,10 @@ class RedisStore:
 
     def expire(self) -> None:
         """Nothing to do: Redis expires keys itself and every put trims its stream by age."""
+
+    def stale(self) -> bool:
+        """A server has no files to lose under us; a flushed one is seen through `epoch`."""
+        return False
 
     def clear(self) -> None:
         """Delete every value, row and statistic (not the locks of computations in flight)."""
@@ -386,3 +431,15 @@ def describe(url: str) -> str:
 
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
+
+
+def _side(text: object) -> int:
+    if not (isinstance(text, bytes) and text.isdigit() and 0 < int(text) < 1 << 31):
+        raise ValueError(f"a side of {text!r} pixels")
+    return int(text)
+
+
+def _flag(text: object) -> bool:
+    if text not in (b"0", b"1"):
+        raise ValueError(f"an alpha flag of {text!r}")
+    return text == b"1"

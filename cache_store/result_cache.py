@@ -9,13 +9,23 @@ cannot be opened leaves the cache off (`healthy` is False, `status_message` says
 The store is a local directory (diskcache) or a Redis server that replicas on several hosts
 share (see `backends`); while Redis is unreachable the cache runs uncached the same way and
 picks Redis up again by itself.
+
+Backends raise only the `StoreError` family, so this module needs no SQLite or Redis error
+types; anything else a store call raises is logged with its traceback and is a miss too.
+A value that fails its checksum or was not written by this code is discarded on sight and
+recomputed by the request that met it.
+
+A housekeeping thread per process sweeps expired entries every `sweep_interval` seconds,
+whether or not anyone writes, and notices within `IDENTITY_CHECK_S` that the cache
+directory was deleted or replaced, then opens a fresh store there instead of writing into
+deleted files.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import sqlite3
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -23,19 +33,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
-import diskcache
 import numpy as np
 
-from .bytes_disk import RefusedValue
 from .envelope import EnvelopeError, pack, unpack
 from .fingerprint import SIGNATURE_BYTES, Fingerprint
 from .fuzzy_tier import FuzzyTier
 from .lookup import Kind, Lookup
 from .backends import as_location, open_backend
-from .recovery import is_corruption, remove_quarantined
+from .recovery import remove_quarantined
 from .verify import mismatch as verify_mismatch
 from .single_flight import KeyLease, poll_delays
-from .store import Entry, Store, StoreUnavailable
+from .store import Entry, MalformedEntry, Store, StoreCorrupt, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +53,13 @@ log = logging.getLogger(__name__)
 DEFAULT_THRESHOLD = 8
 #: Nearest rows verified per fuzzy lookup before giving up.
 FUZZY_CANDIDATES = 16
-#: Expired entries are swept at least this often (diskcache also drops a few per write).
-EXPIRE_EVERY_S = 300.0
+#: Expired entries are deleted (files included) at least this often, by default.
+SWEEP_INTERVAL_S = 60.0
+#: How often the housekeeping thread checks that the cache directory is still the one opened.
+IDENTITY_CHECK_S = 2.0
 #: The same store error is logged at most this often.
 WARN_EVERY_S = 60.0
 
-_STORE_ERRORS = (sqlite3.Error, OSError, diskcache.Timeout, RefusedValue, EnvelopeError)
 _KINDS: tuple[Kind, ...] = ("exact", "fuzzy", "coalesced", "miss")
 T = TypeVar("T")
 
@@ -62,7 +71,8 @@ class ResultCache:
 
     `size_limit` bytes (LRU eviction), `ttl` seconds per entry (0 keeps entries until
     evicted), `threshold` pHash bits for fuzzy candidates, `lock_ttl` seconds that a dead
-    computation can hold up others computing the same key.
+    computation can hold up others computing the same key, `sweep_interval` seconds between
+    sweeps of expired entries.
     """
 
     def __init__(
@@ -73,21 +83,28 @@ class ResultCache:
         ttl: float = 7 * 86400,
         threshold: int = DEFAULT_THRESHOLD,
         lock_ttl: float = 10.0,
+        sweep_interval: float = SWEEP_INTERVAL_S,
     ) -> None:
         if not 0 <= threshold <= 64:
             raise ValueError(f"threshold must be 0..64 bits, not {threshold}")
+        if not sweep_interval > 0:
+            raise ValueError(f"sweep_interval must be positive, not {sweep_interval}")
         self.location = as_location(directory)
         self.size_limit = size_limit
         self.ttl = ttl
         self.threshold = threshold
         self.lock_ttl = lock_ttl
+        self.sweep_interval = sweep_interval
         self._swap_lock = threading.Lock()
         self._warned_at: dict[str, float] = {}
         self._last_fault: tuple[float, str] | None = None
-        self._next_expire = time.monotonic() + EXPIRE_EVERY_S
         self._live: tuple[Store, FuzzyTier] | None = None  # swapped whole, never half
         self._status = ""
+        self._closing = threading.Event()
+        self._housekeeper: threading.Thread | None = None
+        self._housekeeper_pid = 0
         self._open()
+        self._ensure_housekeeper()
 
     # -- state for the UI ---------------------------------------------------------------
 
@@ -130,6 +147,7 @@ class ResultCache:
         """
         started = time.perf_counter()
         limit = self.threshold if threshold is None else threshold
+        _namespace_id(namespace)  # a caller's mistake raises here, outside the error boundary
         hit = self._guarded(lambda store, tier: self._find(store, tier, namespace, fingerprint, limit, started), None)
         if hit is not None:
             self._record(hit)
@@ -145,6 +163,7 @@ class ResultCache:
         its compute raises, a waiter takes over. Without a usable store, just computes.
         """
         started = time.perf_counter()
+        _namespace_id(namespace)
 
         def find() -> Lookup | None:
             return self._guarded(lambda s, t: self._find(s, t, namespace, fingerprint, self.threshold, started), None)
@@ -227,6 +246,10 @@ class ResultCache:
             remove_quarantined(self.location)
 
     def close(self) -> None:
+        self._closing.set()
+        housekeeper = self._housekeeper
+        if housekeeper is not None and housekeeper is not threading.current_thread():
+            housekeeper.join(timeout=30)
         with self._swap_lock:
             live, self._live = self._live, None
             self._status = "Result cache closed."
@@ -273,6 +296,7 @@ class ResultCache:
                 tier.forget(nsid, seq)
                 continue
             if len(row.signature) != SIGNATURE_BYTES:  # damaged row: treat like a lost value
+                self._warn("malformed", f"dropping a fuzzy row with a {len(row.signature)}-byte signature")
                 store.discard(row.key)
                 tier.forget(nsid, seq)
                 continue
@@ -292,8 +316,8 @@ class ResultCache:
         try:
             blob = store.get(key)
             return None if blob is None else unpack(blob)
-        except (RefusedValue, EnvelopeError) as error:
-            self._warn("refused", f"dropping a cache entry this code did not write: {error}")
+        except (MalformedEntry, EnvelopeError) as error:  # recomputed by the request that met it
+            log.warning("result cache: dropping an unreadable entry (%s)", error)
             store.discard(key)
             return None
 
@@ -310,9 +334,6 @@ class ResultCache:
 
     def _write(self, store: Store, entry: Entry) -> None:
         store.put(entry)
-        if time.monotonic() >= self._next_expire:
-            self._next_expire = time.monotonic() + EXPIRE_EVERY_S
-            store.expire()
 
     def _record(self, outcome: Lookup) -> Lookup:
         self._guarded(lambda store, _: store.record(outcome.kind, outcome.latency_ms), None)
@@ -322,42 +343,82 @@ class ResultCache:
 
     def _guarded(self, action: Callable[[Store, FuzzyTier], T], default: T) -> T:
         """Run `action` on the current store; any store error gives `default`, never raises."""
+        if self._housekeeper_pid != os.getpid():  # a forked child has no housekeeper yet
+            self._ensure_housekeeper()
         live = self._live
         if live is None:
             return default
         store, tier = live
         try:
             return action(store, tier)
-        except _STORE_ERRORS as error:
-            if is_corruption(error):
-                self._recover(store, error)
-            elif isinstance(error, StoreUnavailable):  # `healthy` and `status_message` say so
-                self._warn("unavailable", f"result cache unreachable, serving uncached: {error}", fault=False)
-            else:
-                self._warn(type(error).__name__, f"result cache unavailable for this request: {error}")
-            return default
+        except StoreCorrupt as error:
+            self._recover(store, f"failed ({error})")
+        except StoreUnavailable as error:  # `healthy` and `status_message` say so
+            self._warn("unavailable", f"result cache unreachable, serving uncached: {error}", fault=False)
+        except StoreError as error:
+            self._warn("store", f"result cache unavailable for this request: {error}")
+            if self._is_stale(store):
+                self._recover(store, "was deleted or replaced while in use")
+        except Exception as error:  # noqa: BLE001 - a bug or a malformed entry: still never a failed request
+            self._warn("unexpected", f"result cache error, serving uncached: {type(error).__name__}: {error}",
+                       exc_info=True)
+        return default
 
     def _open(self) -> None:
         opened = open_backend(self.location, size_limit=self.size_limit)
         self._live = None if opened.store is None else (opened.store, FuzzyTier(opened.store))
         self._status = opened.message
 
-    def _recover(self, broken: Store, error: BaseException) -> None:
+    def _recover(self, broken: Store, what: str) -> None:
         with self._swap_lock:
             if self._live is None or self._live[0] is not broken:  # already recovered
                 return
-            log.warning("result cache store in %s failed (%s); reopening", self.location, error)
+            log.warning("result cache store in %s %s; opening a fresh one", self.location, what)
             try:
                 broken.close()
-            except _STORE_ERRORS:
-                pass
+            except Exception as error:  # noqa: BLE001 - it is being replaced anyway
+                log.debug("closing the old store failed: %s", error)
             self._open()
 
-    def _warn(self, topic: str, message: str, *, fault: bool = True) -> None:
+    @staticmethod
+    def _is_stale(store: Store) -> bool:
+        try:
+            return store.stale()
+        except Exception:  # noqa: BLE001 - a store that cannot tell is not replaced for it
+            return False
+
+    # -- housekeeping -----------------------------------------------------------------------
+
+    def _ensure_housekeeper(self) -> None:
+        """Start this process's housekeeping thread (again, in a forked child)."""
+        with self._swap_lock:
+            if self._housekeeper_pid == os.getpid() or self._closing.is_set():
+                return
+            self._housekeeper_pid = os.getpid()
+            self._housekeeper = threading.Thread(target=self._housekeep, name="cache-housekeeping", daemon=True)
+            self._housekeeper.start()
+
+    def _housekeep(self) -> None:
+        """Every `sweep_interval`: delete expired entries; every few seconds: reopen the store
+        if its directory was deleted or replaced. Runs until `close`."""
+        next_sweep = time.monotonic() + self.sweep_interval
+        while not self._closing.wait(min(self.sweep_interval, IDENTITY_CHECK_S)):
+            live = self._live
+            if live is None:
+                continue
+            if self._is_stale(live[0]):
+                self._recover(live[0], "was deleted or replaced while in use")
+                continue
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + self.sweep_interval
+                self._guarded(lambda store, _: store.expire(), None)
+
+    def _warn(self, topic: str, message: str, *, fault: bool = True, exc_info: bool = False) -> None:
+        """Log `message` unless this topic was logged within WARN_EVERY_S."""
         now = time.monotonic()
         if now - self._warned_at.get(topic, -WARN_EVERY_S) >= WARN_EVERY_S:
             self._warned_at[topic] = now
-            log.warning(message)
+            log.warning(message, exc_info=exc_info)
         if fault:
             self._last_fault = (now, message)
 

@@ -16,8 +16,12 @@ A backend that cannot log removals (Redis evicts and expires silently) must inst
 hand out an alias or row whose value is gone: it deletes it when read, and in-memory indexes
 forget such rows when a lookup meets them.
 
-Backends raise their own errors; `ResultCache` turns any of them into a miss. A backend on a
-server raises `StoreUnavailable` while the server cannot be reached and says why in `outage`.
+Errors: a backend translates its own (SQLite, diskcache, redis-py, parsing) into the
+`StoreError` family below, so `ResultCache` turns any of them into a miss without knowing
+which backend runs. A backend on a server raises `StoreUnavailable` while the server cannot be
+reached and says why in `outage`. A stored entry the backend cannot read as it wrote it (a
+tampered or damaged row) is dropped by the backend and reads as missing; a value it refuses
+to decode raises `MalformedEntry`, and the caller discards that key.
 """
 
 from __future__ import annotations
@@ -31,8 +35,20 @@ import numpy as np
 Cursor = tuple[int, int]
 
 
-class StoreUnavailable(OSError):
+class StoreError(Exception):
+    """A store call failed; the request goes on uncached (a miss, or a skipped write)."""
+
+
+class StoreUnavailable(StoreError):
     """The store's server cannot be reached now; the store retries it on later calls."""
+
+
+class StoreCorrupt(StoreError):
+    """The store's own files are damaged: the cache moves them aside and opens a fresh store."""
+
+
+class MalformedEntry(StoreError):
+    """A stored value this code did not write (or refuses to decode): discard its key."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +127,13 @@ class Store(Protocol):
         ...
 
     # housekeeping
-    def expire(self) -> None: ...
+    def expire(self) -> None:
+        """Delete expired entries (files included) and whatever exceeds the byte budget."""
+        ...
+
+    def stale(self) -> bool:
+        """True when the store's files were deleted or replaced under it: reopen it."""
+        ...
+
     def clear(self) -> None: ...
     def close(self) -> None: ...

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import sqlite3
 from pathlib import Path
 
@@ -105,3 +106,44 @@ def check_store(directory: Path, *, orphans_allowed: bool = False) -> dict[str, 
     if not orphans_allowed:
         assert on_disk == referenced, f"{len(on_disk - referenced)} orphan value files"
     return {"values": len(values), "rows": len(rows), "aliases": len(aliases)}
+
+
+def rewrite_value(location: Path | str, fp: Fingerprint, namespace: str, change) -> None:
+    """Replace the stored blob of `fp`'s value with `change(blob)`, where it lies: the value
+    file or the inline row of a directory, the hash field of a Redis value."""
+    key = f"v:{_namespace_id(namespace)}:{fp.pixel_sha}"
+    if isinstance(location, Path):
+        with connect(location) as con:
+            filename, inline = con.execute("SELECT filename, value FROM Cache WHERE key = ?", (key,)).fetchone()
+            if filename is None:
+                con.execute("UPDATE Cache SET value = ? WHERE key = ?", (change(bytes(inline)), key))
+        if filename is not None:
+            path = location / filename
+            path.write_bytes(change(path.read_bytes()))
+        return
+    client = redis.Redis.from_url(location)
+    try:
+        client.hset("rc:" + key, "b", change(client.hget("rc:" + key, "b")))
+    finally:
+        client.close()
+
+
+def disk_usage(directory: Path) -> int:
+    """What `du -s --bytes-allocated` would say: allocated blocks of every file and folder."""
+    total = directory.lstat().st_blocks * 512
+    for path in directory.rglob("*"):
+        total += path.lstat().st_blocks * 512
+    return total
+
+
+def open_files(prefix: Path | str) -> list[str]:
+    """Targets of this process's open file descriptors that start with `prefix` (Linux)."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # closed meanwhile (the listing's own descriptor)
+            continue
+        if target.startswith(str(prefix)):
+            found.append(target)
+    return found
