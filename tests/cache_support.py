@@ -131,8 +131,12 @@ def rewrite_value(location: Path | str, fp: Fingerprint, namespace: str, change)
 def disk_usage(directory: Path) -> int:
     """What `du -s --bytes-allocated` would say: allocated blocks of every file and folder."""
     total = directory.lstat().st_blocks * 512
-    for path in directory.rglob("*"):
-        total += path.lstat().st_blocks * 512
+    for root, folders, files in os.walk(directory):
+        for name in folders + files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except FileNotFoundError:  # deleted meanwhile
+                pass
     return total
 
 
@@ -147,3 +151,9 @@ def open_files(prefix: Path | str) -> list[str]:
         if target.startswith(str(prefix)):
             found.append(target)
     return found
+
+
+def value_files(directory: Path) -> list[Path]:
+    """The value files under `directory`; safe while a sweep deletes folders (os.walk skips
+    a folder that vanished, where Path.glob raises)."""
+    return [Path(root) / name for root, _, files in os.walk(directory) for name in files if name.endswith(".val")]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from cache_store import ResultCache, disk_store
-from cache_support import check_store, connect, disk_usage, open_files, synthetic_fingerprint, value_for
+from cache_support import check_store, connect, disk_usage, open_files, synthetic_fingerprint, value_files, value_for
 
 NS = "ns"
 linux_only = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts open files through /proc")
@@ -69,10 +69,10 @@ def test_a_lookup_that_meets_an_expired_entry_deletes_its_file(tmp_path: Path) -
     fp = synthetic_fingerprint(1)
     with ResultCache(tmp_path, ttl=0.5, sweep_interval=3600) as cache:
         cache.put(NS, fp, value_for(fp, 100_000), {})
-        assert len(list(tmp_path.glob("*/*/*.val"))) == 1
+        assert len(value_files(tmp_path)) == 1
         time.sleep(0.7)
         assert cache.lookup_raw(NS, fp.raw_sha) is None
-        assert not list(tmp_path.glob("*/*/*.val"))
+        assert not value_files(tmp_path)
         with connect(tmp_path) as con:
             assert con.execute("SELECT count(*) FROM Cache").fetchone() == (0,)
 
@@ -87,8 +87,8 @@ def test_expired_entries_leave_the_disk_within_one_sweep_interval(tmp_path: Path
             writer.put(NS, fp, value_for(fp, 100_000), {})
         writer.close()
         written = time.monotonic()
-        assert len(list(tmp_path.glob("*/*/*.val"))) == 3
-        while list(tmp_path.glob("*/*/*.val")):
+        assert len(value_files(tmp_path)) == 3
+        while value_files(tmp_path):
             assert time.monotonic() - written < ttl + interval + 2.0, "expired files outlived the sweep"
             time.sleep(0.05)
     assert check_store(tmp_path) == {"values": 0, "rows": 0, "aliases": 0}
@@ -118,7 +118,7 @@ def test_a_deleted_cache_directory_is_reopened_not_written_into(tmp_path: Path, 
         assert cache.lookup_raw(NS, after.raw_sha).kind == "exact"
         assert not [name for name in open_files(directory) if name.endswith("(deleted)")]
         deadline = time.monotonic() + 10
-        while len(list(directory.glob("*/*/*.val"))) > 1:  # the sweep takes the orphan
+        while len(value_files(directory)) > 1:  # the sweep takes the orphan
             assert time.monotonic() < deadline, "a value file written meanwhile was never swept"
             time.sleep(0.05)
     assert check_store(directory)["values"] == 1
