@@ -22,6 +22,7 @@ OTHERS = {
     "cache": "Cache: look-up cost, recall and false hits",
     "redis": "Redis backend next to diskcache",
     "whitebox": "White-box model: miss latency",
+    "store": "Store hardening: checksum cost, disk use vs budget, open files, expiry",
 }
 
 

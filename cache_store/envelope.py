@@ -5,8 +5,8 @@ from, so an exact hit needs a single read. A CRC-32 over header and value catche
 power loss or a bad disk leaves behind (a truncated value file, flipped bits): such a blob
 fails `unpack` and the cache treats it as a miss, so a damaged picture is never served.
 CRC-32 is an error check, not a seal: whoever can write the store can write a valid blob.
-It was chosen by measuring (bench/bench_envelope.py): on a ~300 KB PNG it costs about a
-tenth of a millisecond, half of SHA-256 and a fifth of BLAKE2b here.
+It was chosen by measuring (bench/bench_store.py): on a ~300 KB PNG it costs about a tenth
+of a millisecond, half of SHA-256 and a quarter of BLAKE2b on the project's machine.
 
 Layout: ``CSv2`` | CRC-32 of everything after it (4 bytes) | header length (4) | header | value.
 Blobs of the first format (``CSv1``, no checksum) are refused like any other foreign blob,
