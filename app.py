@@ -14,6 +14,9 @@ import argparse
 import asyncio
 import html
 import logging
+import os
+import signal
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,6 +26,7 @@ from animegan.errors import AnimeGANError
 from stylize_service import build_service, format_duration, settings as settings_module
 from stylize_service.catalog import StyleStatus, style_catalog
 from stylize_service.result_files import ResultFiles
+from stylize_service.scratch import private_dir
 from stylize_service.service import Job, StylizeService
 
 log = logging.getLogger("app")
@@ -217,6 +221,11 @@ def build_ui(service: StylizeService, catalog: list[StyleStatus]) -> gr.Blocks:
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = parse_args(argv)
+    # Gradio keeps uploads in GRADIO_TEMP_DIR and deletes only its own run's files, at a clean
+    # exit: give this process a folder of its own there, which the next start sweeps if we crash.
+    uploads = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")
+    os.environ["GRADIO_TEMP_DIR"] = str(private_dir(uploads, "animegan-"))
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C: exit handlers run
     catalog = style_catalog(settings.weights_dir, download=not settings.offline)
     service = build_service(settings)
     for status in catalog:  # warm the default style so the first miss is not slower

@@ -3,6 +3,9 @@
 Handing Gradio a PIL image would cost a PNG encode (tens of ms) on every cache hit; a
 path to the bytes we already have costs a copy. Files are named by their content, so a
 result served many times is written once, and only the newest `keep` files are kept.
+
+The default folder is this process's own (`scratch`): removed at exit, and swept by the
+next process to start if this one crashed.
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
+from .scratch import private_dir
+
 
 class ResultFiles:
     def __init__(self, directory: Path | None = None, keep: int = 256) -> None:
-        self.directory = Path(directory or tempfile.mkdtemp(prefix="animegan-results-"))
+        self.directory = Path(directory or private_dir(Path(tempfile.gettempdir()), "animegan-results-"))
         self.directory.mkdir(parents=True, exist_ok=True)
         self.keep = keep
         self._files: OrderedDict[Path, None] = OrderedDict()
