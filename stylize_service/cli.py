@@ -1,15 +1,19 @@
 """`python -m animegan`: stylize photos from the command line through the cached service.
 
 Batch runs share the app's cache (`--cache-dir`), so re-running over a folder costs
-milliseconds per photo already done. A bad input prints one line and the rest go on;
-the exit status is 1 if any input failed, 2 for a usage error.
+milliseconds per photo already done. A bad input or an output that cannot be written prints
+one line and the rest go on; the exit status is 1 if any input failed, 2 for a usage error.
+Every input gets its own output file, also when two share a stem (`a.jpg` and `a.png`, or
+the same name in two folders).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 from tqdm import tqdm
@@ -37,14 +41,53 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def expand(inputs: list[Path]) -> list[Path]:
-    """Files as given, folders as their image files (sorted, not recursive)."""
+    """Files as given, folders as their image files (sorted, not recursive); each file once."""
     paths: list[Path] = []
     for item in inputs:
         if item.is_dir():
             paths.extend(sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
         else:
             paths.append(item)
-    return paths
+    seen: set[Path] = set()
+    unique = []
+    for path in paths:
+        if path.resolve() not in seen:
+            seen.add(path.resolve())
+            unique.append(path)
+    return unique
+
+
+def output_names(paths: list[Path], style: str) -> list[str]:
+    """One distinct output file name per input, in order: `<stem>_<style>.png`; inputs that
+    share a stem add their suffix (`a-jpg_hayao.png`), and any name still taken a number
+    (`a-jpg-2_hayao.png`, for the same name in two folders). Names compare case-insensitively,
+    as on the file systems that ignore case."""
+    shared = Counter(path.stem.casefold() for path in paths)
+    bases = [
+        f"{path.stem}-{path.suffix.lstrip('.')}" if shared[path.stem.casefold()] > 1 and path.suffix else path.stem
+        for path in paths
+    ]
+    used: set[str] = set()
+    names = []
+    for base in bases:
+        name, number = base, 1
+        while name.casefold() in used:
+            number += 1
+            name = f"{base}-{number}"
+        used.add(name.casefold())
+        names.append(f"{name}_{style}.png")
+    return names
+
+
+def write_output(target: Path, png: bytes) -> None:
+    """Write `png` to `target` whole or not at all (a failed write leaves no torn file)."""
+    partial = target.with_name(f".{target.name}.{os.getpid()}.part")
+    try:
+        partial.write_bytes(png)
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def list_styles(settings: settings_module.Settings) -> int:
@@ -77,17 +120,26 @@ def main(argv: list[str] | None = None) -> int:
     except AnimeGANError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    args.outdir.mkdir(parents=True, exist_ok=True)
+    try:
+        args.outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"error: cannot create the output folder {args.outdir}: {exc}", file=sys.stderr)
+        return 2
     failures = 0
-    with tqdm(paths, unit="photo", disable=len(paths) < 2, file=sys.stderr) as bar:
-        for path in bar:
+    targets = [args.outdir / name for name in output_names(paths, args.style)]
+    with tqdm(list(zip(paths, targets)), unit="photo", disable=len(paths) < 2, file=sys.stderr) as bar:
+        for path, target in bar:
             try:
                 outcome = service.stylize(path, args.style, use_cache=not args.force)
             except (AnimeGANError, OSError) as exc:
                 failures += 1
                 tqdm.write(f"{path}: {exc}", file=sys.stderr)
                 continue
-            target = args.outdir / f"{path.stem}_{args.style}.png"
-            target.write_bytes(outcome.png)
+            try:
+                write_output(target, outcome.png)
+            except OSError as exc:
+                failures += 1
+                tqdm.write(f"{path}: could not write {target}: {exc}", file=sys.stderr)
+                continue
             tqdm.write(f"{path} -> {target} ({outcome.badge()})")
     return 1 if failures else 0

@@ -52,3 +52,36 @@ def test_list_styles_and_unknown_style(tmp_path, weights_dir, photo_paths):
     unknown = run_cli(str(photo_paths[0]), "--style", "nope", "--weights-dir", str(weights_dir),
                       "--no-cache", "-o", str(tmp_path / "o"), cwd=tmp_path)
     assert unknown.returncode == 2 and "nope" in unknown.stderr and "Traceback" not in unknown.stderr
+
+
+def test_shared_stems_get_their_own_outputs_and_a_failed_write_does_not_stop_the_batch(
+    tmp_path, weights_dir, photo_paths
+):
+    first, second, out = tmp_path / "first", tmp_path / "second", tmp_path / "out"
+    first.mkdir(), second.mkdir()
+    inputs = {  # input -> the output it must get
+        first / "a.jpg": "a-jpg_hayao.png",
+        first / "a.png": "a-png_hayao.png",
+        second / "a.jpg": "a-jpg-2_hayao.png",
+        first / "b.jpg": "b_hayao.png",
+        first / "c.jpg": "c_hayao.png",
+    }
+    for (path, _), photo in zip(inputs.items(), photo_paths[12:17]):
+        Image.open(photo).convert("RGB").save(path)
+    (out / "b_hayao.png").mkdir(parents=True)  # this output cannot be written
+
+    run = run_cli(str(first), str(second), "--weights-dir", str(weights_dir), "--max-side", str(TEST_MAX_SIDE),
+                  "--cache-dir", str(tmp_path / "cache"), "-o", str(out), cwd=tmp_path)
+    assert run.returncode == 1, run.stderr
+    assert "Traceback" not in run.stderr
+    (failed,) = [line for line in run.stderr.splitlines() if "b_hayao.png" in line]
+    assert "could not write" in failed
+    assert run.stdout.count(" -> ") == 4  # the batch went on after the failed write
+    for path, name in inputs.items():
+        if path.stem == "b":
+            continue
+        result, source = Image.open(out / name), Image.open(path)
+        assert abs(result.width / result.height - source.width / source.height) < 0.02, name
+    a_outputs = [(out / name).read_bytes() for path, name in inputs.items() if path.stem == "a"]
+    assert len(set(a_outputs)) == 3  # three pictures, none overwritten by another
+    assert sorted(p.name for p in out.iterdir()) == sorted(inputs.values())  # no partial files left
