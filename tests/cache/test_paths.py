@@ -43,15 +43,17 @@ def outside(tmp_path: Path) -> dict[str, Path]:
     with ResultCache(store) as cache:
         fp = synthetic_fingerprint(1)
         cache.put(NS, fp, value_for(fp, 100_000), {})
-    (store / "ab").symlink_to(folder, target_is_directory=True)  # a planted folder link
-    return {"store": store, "secret": secret, "linked": linked}
+    link = next(f"{i:02x}" for i in range(256) if not (store / f"{i:02x}").exists())
+    (store / link).symlink_to(folder, target_is_directory=True)  # a planted folder link
+    (real,) = (path for path in store.iterdir() if path.is_dir() and len(path.name) == 2 and path.name != link)
+    return {"store": store, "secret": secret, "linked": linked, "link": store / link, "real": real}
 
 
 TARGETS = {
     "parent": lambda paths: os.path.relpath(paths["secret"], paths["store"]),
     "absolute": lambda paths: str(paths["secret"]),
-    "dotted": lambda paths: "ab/../../secret.val",
-    "through_link": lambda paths: f"ab/cd/{VALUE_NAME}",
+    "dotted": lambda paths: f"{paths['real'].name}/../../secret.val",  # a real folder, then up
+    "through_link": lambda paths: f"{paths['link'].name}/cd/{VALUE_NAME}",
 }
 
 
