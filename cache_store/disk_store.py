@@ -191,18 +191,18 @@ class DiskStore:
         self._connections_lock = threading.Lock()
         self._wal_limit = min(max(int(size_limit * WAL_SHARE), WAL_BOUNDS[0]), WAL_BOUNDS[1])
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._cache = _Values(
-            str(self.directory),
-            self._con,
-            disk=BytesOnlyDisk,
-            size_limit=size_limit,
-            eviction_policy="least-recently-used",
-            cull_limit=0,  # diskcache culls 10 rows at a time; `_evict_to_limit` takes just enough
-            timeout=SQLITE_TIMEOUT_S,
-        )
-        self._disk: BytesOnlyDisk = self._cache.disk
-        self._identity = self._current_identity()
-        try:
+        try:  # a failure closes what was opened, before recovery moves the files aside
+            self._cache = _Values(
+                str(self.directory),
+                self._con,
+                disk=BytesOnlyDisk,
+                size_limit=size_limit,
+                eviction_policy="least-recently-used",
+                cull_limit=0,  # diskcache culls 10 rows at a time; `_evict_to_limit` takes just enough
+                timeout=SQLITE_TIMEOUT_S,
+            )
+            self._disk: BytesOnlyDisk = self._cache.disk
+            self._identity = self._current_identity()
             self._check_integrity()
             self._create_schema()
             self._sweep_orphan_files()
