@@ -1,8 +1,9 @@
 """The registry of styles: which weights file each style needs, from where, under what terms.
 
-A style's weights come from one of two places, both public and pinned:
+A style's weights come from one of two public places (``Style.origin`` says which):
 
-* a direct download of the ``.pt`` state dict (``Style.url``: the four bryandlee styles);
+* a direct download of the ``.pt`` state dict (``Style.url``: the four bryandlee styles,
+  whose upstream publishes no checksum);
 * a recipe (``Style.recipe``): a public file pinned to a git commit and a SHA-256, which
   ``animegan.recipes`` converts into the state dict (``hayao`` and ``whitebox``, which
   exist publicly only as TFLite models). The result's SHA-256 is pinned too
@@ -85,6 +86,17 @@ class Style:
     license: str
     description: str
     recipe: Recipe | None = None
+
+    @property
+    def origin(self) -> str:
+        """Where the weights come from, in words (``--list-styles`` prints it)."""
+        if self.recipe is not None:
+            source = self.recipe.source
+            return (
+                f"built from {source.repository}@{source.commit[:12]}:{source.path} "
+                f"({self.recipe.summary})"
+            )
+        return f"downloaded from {self.url}" if self.url else "provided by hand"
 
 
 def _bryandlee(name: str, label: str, description: str) -> Style:

@@ -57,6 +57,7 @@ def list_styles(settings: settings_module.Settings) -> int:
     for status in style_catalog(settings.weights_dir, download=False):
         mark = "available" if status.available else "missing"
         print(f"{status.style.name:20} {mark:10} {status.style.label} ({status.style.license})")
+        print(f"{'':20} weights {status.style.origin}")
         if status.note:
             print(f"{'':20} {status.note}")
     return 0

@@ -39,13 +39,14 @@ def test_recipe_styles_pin_their_source_and_their_result():
         )
         assert source.filename.endswith(".tflite")
         assert "non-commercial" in source.license.lower()
+        assert style.origin.startswith(f"built from {repository}@{source.commit[:12]}:{source.path}")
 
 
 def test_downloadable_styles_point_at_bryandlee_weights():
     for name in ("face_paint_512_v2", "face_paint_512_v1", "celeba_distill", "paprika"):
         style = STYLES[name]
         assert style.arch == "animeganv2" and style.filename == f"{name}.pt"
-        assert style.recipe is None
+        assert style.recipe is None and style.origin == f"downloaded from {style.url}"
         upstream = "https://github.com/bryandlee/animegan2-pytorch/raw/main/weights"
         assert style.url == f"{upstream}/{name}.pt"
 
