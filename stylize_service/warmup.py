@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from animegan.errors import AnimeGANError
+
 from .outcome import format_duration
 from .service import Job, StylizeService
 
@@ -36,6 +38,8 @@ _POLL_S = 0.05
 
 @dataclass
 class WarmReport:
+    """How many examples were stylized now, found cached, or failed."""
+
     generated: int = 0
     cached: int = 0
     failed: int = 0
@@ -69,9 +73,12 @@ def warm_examples(
                 outcome = result
                 report.cached += 1
             log.info("warm-up: %s (%s) %s", path.name, style, outcome.badge())
+        except AnimeGANError as exc:  # a bad example file, say: the message says it all
+            report.failed += 1
+            log.warning("warm-up: %s (%s) failed: %s", path.name, style, exc)
         except Exception:  # noqa: BLE001 (a warm-up must never take the app down)
             report.failed += 1
-            log.warning("warm-up: %s (%s) failed", path.name, style, exc_info=True)
+            log.exception("warm-up: %s (%s) failed", path.name, style)
     log.info(
         "warm-up finished: %d examples for style %s in %s (%d generated, %d already cached, %d failed)",
         len(paths), style, format_duration((time.perf_counter() - started) * 1000),
