@@ -2,7 +2,7 @@
 
 A recipe needs only the weights and the order of the operators that use them; nothing
 here runs the model. The reader is the ``tflite`` package: the flatbuffer classes
-generated from TensorFlow's ``schema.fbs`` (pure Python, about 2 MB with ``flatbuffers``),
+generated from TensorFlow's ``schema.fbs`` (pure Python, about 2.5 MB with ``flatbuffers``),
 rather than ``ai-edge-litert`` (about 60 MB of native interpreter plus protobuf), which
 would only be used here to read bytes out of a file. It is in requirements.txt because
 the default style is built with it on a fresh machine (a Space included), and imported
