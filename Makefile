@@ -1,8 +1,9 @@
 # Two commands for a newcomer: `make run` (the app on 127.0.0.1:7860) and `make test`.
 # Each creates .venv and installs what it needs the first time (and when requirements change).
+# VENV=/path/to/venv reuses an existing environment (CI's fresh-clone job does).
 
 PYTHON ?= python3
-VENV   := .venv
+VENV   ?= .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
@@ -10,7 +11,8 @@ ARGS   ?=
 
 help:
 	@echo "make run    - start the app on http://127.0.0.1:7860 (ARGS='--help' for flags)"
-	@echo "make test   - run the test suite (needs ANIMEGAN_WEIGHTS_DIR, default ../shared/weights)"
+	@echo "make test   - run the test suite (real weights and photos from ../shared when present;"
+	@echo "              otherwise it downloads and builds the weights and draws its own photos)"
 	@echo "make bench  - run the benchmarks, write bench/RESULTS.md"
 
 $(BIN)/python:

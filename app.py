@@ -28,6 +28,7 @@ from stylize_service.catalog import StyleStatus, style_catalog
 from stylize_service.result_files import ResultFiles
 from stylize_service.scratch import private_dir
 from stylize_service.service import Job, StylizeService
+from stylize_service.warmup import start_warming
 
 log = logging.getLogger("app")
 
@@ -62,7 +63,7 @@ def parse_args(argv: list[str] | None = None) -> settings_module.Settings:
         parser,
         [
             "host", "port", "share", "mcp", "cache_dir", "cache_url", "no_cache", "cache_size",
-            "ttl", "threshold", "weights_dir", "offline", "max_side", "precision",
+            "ttl", "threshold", "weights_dir", "offline", "download_mirror", "max_side", "precision",
             "inference_workers", "max_pending",
         ],
     )
@@ -226,14 +227,20 @@ def main(argv: list[str] | None = None) -> None:
     uploads = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")
     os.environ["GRADIO_TEMP_DIR"] = str(private_dir(uploads, "animegan-"))
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C: exit handlers run
-    catalog = style_catalog(settings.weights_dir, download=not settings.offline)
+    catalog = style_catalog(
+        settings.weights_dir, download=not settings.offline, mirror=settings.download_mirror
+    )
     service = build_service(settings)
-    for status in catalog:  # warm the default style so the first miss is not slower
-        if status.available:
-            service.stylizer(status.style.name)
-            break
+    # The page's default style: loaded now so the first miss is not slower, and the style
+    # the examples are warmed with (in the background, once the server is up).
+    default = next((status.style.name for status in catalog if status.available), None)
+    if default is not None:
+        service.stylizer(default)
     demo = build_ui(service, catalog)
     demo.queue(max_size=4 * settings.max_pending + 64, default_concurrency_limit=1)
+    if default is not None:
+        examples = sorted(EXAMPLES_DIR.glob("*.jpg"))
+        start_warming(service, examples, default, ready=lambda: demo.is_running)
     demo.launch(
         server_name=settings.host,
         server_port=settings.port,

@@ -1,44 +1,59 @@
-"""Finding, downloading and reading weights files.
+"""Finding, obtaining and reading weights files.
 
 Look-up order for a style's file: the explicit directory (argument, else the
 ``ANIMEGAN_WEIGHTS_DIR`` environment variable), ``./weights/``, then the user cache
-(``$XDG_CACHE_HOME/animegan``, default ``~/.cache/animegan``). A missing file with a known
-URL is downloaded into the explicit directory if one is given, else into the user cache;
-the download lands in a temporary file in that directory and is renamed into place only
-after its checksum passes, so a crash or a bad file never leaves a half-written ``.pt``.
+(``$XDG_CACHE_HOME/animegan``, default ``~/.cache/animegan``). A missing file is then
+obtained from where the registry says it comes from (``animegan.styles``):
+
+* a direct ``.pt`` URL: downloaded into the explicit directory if one is given, else into
+  the user cache (``animegan.download``: progress bar, atomic, checksum);
+* a recipe: its pinned source file is looked up in the same places, else downloaded into
+  the user cache, and converted there (``animegan.recipes``). Converting a source that is
+  already on disk needs no network, so it happens offline too.
+
+``ANIMEGAN_DOWNLOAD_MIRROR`` (or the ``mirror`` argument) fetches every file from
+``<mirror>/<file name>`` instead of its upstream URL.
 
 Files are read with ``torch.load(..., weights_only=True)``: a weights file is data, and
 unpickling arbitrary objects from it would be code execution. torch is imported only when
-a file is actually read, so listing available styles stays cheap.
+a file is actually read or built, so listing available styles stays cheap.
 """
 
 from __future__ import annotations
 
 import hashlib
-import http.client
 import io
 import os
-import sys
-import tempfile
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from animegan.download import ENV_MIRROR, describe_url, download
 from animegan.errors import ChecksumMismatchError, WeightsCorruptError, WeightsNotFoundError
 from animegan.styles import STYLES, Style
 
 if TYPE_CHECKING:
     from torch import Tensor
 
+__all__ = [
+    "ENV_MIRROR",
+    "ENV_WEIGHTS_DIR",
+    "LoadedWeights",
+    "available_styles",
+    "download_weights",
+    "ensure_weights",
+    "find_file",
+    "find_weights",
+    "read_weights",
+    "search_dirs",
+    "user_cache_dir",
+]
+
 ENV_WEIGHTS_DIR = "ANIMEGAN_WEIGHTS_DIR"
-DOWNLOAD_TIMEOUT_S = 30.0
-_CHUNK = 1 << 16
 
 
 def user_cache_dir() -> Path:
-    """Per-user directory for downloaded weights."""
+    """Per-user directory for downloaded and built weights."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "animegan"
 
@@ -50,44 +65,80 @@ def explicit_dir(weights_dir: str | Path | None = None) -> Path | None:
 
 
 def search_dirs(weights_dir: str | Path | None = None) -> list[Path]:
-    """Directories searched for weights files, in order."""
+    """Directories searched for weights and source files, in order."""
     first = explicit_dir(weights_dir)
     return ([first] if first else []) + [Path("weights"), user_cache_dir()]
 
 
-def find_weights(style: Style, weights_dir: str | Path | None = None) -> Path | None:
-    """Path of ``style``'s file in the first search directory that has it, or None."""
+def find_file(filename: str, weights_dir: str | Path | None = None) -> Path | None:
+    """Path of ``filename`` in the first search directory that has it, or None."""
     for directory in search_dirs(weights_dir):
-        candidate = directory / style.filename
+        candidate = directory / filename
         if candidate.is_file():
             return candidate
     return None
 
 
+def find_weights(style: Style, weights_dir: str | Path | None = None) -> Path | None:
+    """Path of ``style``'s file in the first search directory that has it, or None."""
+    return find_file(style.filename, weights_dir)
+
+
 def available_styles(weights_dir: str | Path | None = None) -> list[Style]:
-    """Styles whose weights file is present now (nothing is downloaded)."""
+    """Styles whose weights file is present now (nothing is downloaded or built)."""
     return [style for style in STYLES.values() if find_weights(style, weights_dir)]
 
 
 def ensure_weights(
-    style: Style, weights_dir: str | Path | None = None, *, allow_download: bool = True
+    style: Style,
+    weights_dir: str | Path | None = None,
+    *,
+    allow_download: bool = True,
+    mirror: str | None = None,
 ) -> Path:
-    """Path of ``style``'s weights file, downloading it first if it is missing and can be."""
+    """Path of ``style``'s weights file, downloading or building it first if it is missing."""
     found = find_weights(style, weights_dir)
     if found is not None:
         return found
-    dest_dir = explicit_dir(weights_dir) or user_cache_dir()
+    where = " or ".join(str(d) for d in search_dirs(weights_dir))
+    if style.recipe is not None:
+        return _build_from_source(style, weights_dir, where, allow_download, mirror)
     if style.url is None or not allow_download:
-        where = " or ".join(str(d) for d in search_dirs(weights_dir))
-        how = "" if style.url is None else f" (download it from {style.url})"
+        how = "" if style.url is None else f" (download it from {describe_url(style.url, mirror)})"
         raise WeightsNotFoundError(
             f"The weights file {style.filename} for style {style.name!r} was not found; "
             f"put it in {where}{how}, or point {ENV_WEIGHTS_DIR} at the folder that has it."
         )
-    return download_weights(style, dest_dir)
+    return download_weights(style, explicit_dir(weights_dir) or user_cache_dir(), mirror=mirror)
 
 
-def download_weights(style: Style, dest_dir: Path) -> Path:
+def _build_from_source(
+    style: Style, weights_dir: str | Path | None, where: str, allow_download: bool, mirror: str | None
+) -> Path:
+    """Build ``style``'s file in the user cache from its recipe's source, fetched if needed."""
+    from animegan.recipes import build_weights
+
+    assert style.recipe is not None
+    pinned = style.recipe.source
+    source = find_file(pinned.filename, weights_dir)
+    if source is None and not allow_download:
+        raise WeightsNotFoundError(
+            f"The weights file {style.filename} for style {style.name!r} was not found, nor "
+            f"its source {pinned.filename} to build it from; put either in {where} (the "
+            f"source is at {describe_url(pinned.url, mirror)}), or allow downloads."
+        )
+    if source is None:
+        source = download(
+            pinned.url,
+            user_cache_dir() / pinned.filename,
+            sha256=pinned.sha256,
+            what=f"the source of style {style.name!r}'s weights",
+            mirror=mirror,
+        )
+    return build_weights(style, source, user_cache_dir())
+
+
+def download_weights(style: Style, dest_dir: Path, *, mirror: str | None = None) -> Path:
     """Download ``style.url`` into ``dest_dir / style.filename`` with a progress bar.
 
     Raises ``WeightsNotFoundError`` when the server cannot be reached, refuses, or the
@@ -96,69 +147,27 @@ def download_weights(style: Style, dest_dir: Path) -> Path:
     SHA-256 gets a file that is not a state dict (an error page, say); in every case no
     file is left behind, so the next attempt starts clean.
     """
-    from tqdm import tqdm
-
     assert style.url is not None
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    target = dest_dir / style.filename
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{style.filename}.", suffix=".part", dir=dest_dir)
-    tmp = Path(tmp_name)
-    digest = hashlib.sha256()
-    received = 0
-    try:
-        with os.fdopen(fd, "wb") as out:
-            try:
-                with urllib.request.urlopen(style.url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-                    total = int(response.headers.get("Content-Length") or 0) or None
-                    with tqdm(
-                        total=total, unit="B", unit_scale=True, desc=style.filename, file=sys.stderr
-                    ) as bar:
-                        while chunk := response.read(_CHUNK):
-                            out.write(chunk)
-                            digest.update(chunk)
-                            received += len(chunk)
-                            bar.update(len(chunk))
-            except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
-                raise WeightsNotFoundError(
-                    f"Could not download the weights for style {style.name!r} from {style.url} "
-                    f"({_why(exc)}); download {style.filename} by hand and put it in {dest_dir}."
-                ) from exc
-        # http.client ends a body cut short by the server as if it were complete.
-        if total is not None and received != total:
-            raise WeightsNotFoundError(
-                f"The download of the weights for style {style.name!r} from {style.url} stopped "
-                f"after {received:,} of {total:,} bytes; try again, or download "
-                f"{style.filename} by hand and put it in {dest_dir}."
-            )
-        actual = digest.hexdigest()
-        if style.sha256 is not None and actual != style.sha256:
-            raise ChecksumMismatchError(
-                f"The downloaded weights for style {style.name!r} are not the expected file "
-                f"(SHA-256 {actual}, expected {style.sha256}); it was discarded, try again later."
-            )
-        if style.sha256 is None:  # nothing else vouches for the file: it must at least load
-            try:
-                read_weights(tmp)
-            except WeightsCorruptError as exc:
-                raise WeightsCorruptError(
-                    f"The file downloaded from {style.url} for style {style.name!r} is not a "
-                    "PyTorch state dict (the server may have sent an error page); it was "
-                    f"discarded. Download {style.filename} by hand and put it in {dest_dir}."
-                ) from exc
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
 
+    def must_load(path: Path) -> None:  # nothing else vouches for the file
+        try:
+            read_weights(path)
+        except WeightsCorruptError as exc:
+            raise WeightsCorruptError(
+                f"The file downloaded from {describe_url(style.url, mirror)} for style "
+                f"{style.name!r} is not a PyTorch state dict (the server may have sent an "
+                f"error page); it was discarded. Download {style.filename} by hand and put "
+                f"it in {dest_dir}."
+            ) from exc
 
-def _why(exc: Exception) -> str:
-    """A download failure in words: "HTTP 404 Not Found", "connection refused", "timed out"."""
-    if isinstance(exc, urllib.error.HTTPError):
-        return f"HTTP {exc.code} {exc.reason}"
-    reason = getattr(exc, "reason", exc)  # URLError wraps the socket error
-    if isinstance(reason, OSError) and reason.strerror:
-        return reason.strerror.lower()
-    return str(reason) or type(reason).__name__
+    return download(
+        style.url,
+        dest_dir / style.filename,
+        sha256=style.sha256,
+        what=f"the weights for style {style.name!r}",
+        mirror=mirror,
+        validate=must_load,
+    )
 
 
 @dataclass(frozen=True)

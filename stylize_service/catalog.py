@@ -1,8 +1,9 @@
 """Which styles can be used now, and for the others, how to get them.
 
-At start the app asks once: a style whose weights are missing is downloaded when a URL
-is known and the machine is online; otherwise it is listed as unavailable with the
-engine's own message (which names the file and where to put it).
+At start the app asks once: a style whose weights are missing is downloaded (or built
+from its pinned public source) when the machine is online, through the download mirror
+if one is set; otherwise it is listed as unavailable with the engine's own message
+(which names the file and where to put it).
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ class StyleStatus:
     note: str = ""
 
 
-def style_catalog(weights_dir: Path | None, *, download: bool) -> list[StyleStatus]:
+def style_catalog(
+    weights_dir: Path | None, *, download: bool, mirror: str | None = None
+) -> list[StyleStatus]:
     """Every registered style, in registry order, with whether it can run now."""
     statuses = []
     for style in STYLES.values():
         try:
-            ensure_weights(style, weights_dir, allow_download=download)
+            ensure_weights(style, weights_dir, allow_download=download, mirror=mirror)
             statuses.append(StyleStatus(style, True))
         except WeightsError as exc:
             log.warning("style %s unavailable: %s", style.name, exc)

@@ -35,7 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--list-styles", action="store_true", help="list the styles and whether each is available")
     parser.add_argument("--force", action="store_true", help="skip the cache look-up (still stores the result)")
     settings_module.add_arguments(
-        parser, ["weights_dir", "max_side", "precision", "cache_dir", "cache_url", "no_cache", "threshold", "offline"]
+        parser,
+        [
+            "weights_dir", "max_side", "precision", "cache_dir", "cache_url", "no_cache", "threshold",
+            "offline", "download_mirror",
+        ],
     )
     return parser
 
@@ -96,6 +100,7 @@ def list_styles(settings: settings_module.Settings) -> int:
     for status in style_catalog(settings.weights_dir, download=False):
         mark = "available" if status.available else "missing"
         print(f"{status.style.name:20} {mark:10} {status.style.label} ({status.style.license})")
+        print(f"{'':20} weights {status.style.origin}")
         if status.note:
             print(f"{'':20} {status.note}")
     return 0
@@ -113,10 +118,19 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("no input images (give files or folders)")
 
     from animegan.errors import AnimeGANError
+    from animegan.styles import get_style
+    from animegan.weights import ensure_weights
 
     try:
+        # Obtain the weights as the settings allow (offline, mirror), then load them once.
+        ensure_weights(
+            get_style(args.style),
+            settings.weights_dir,
+            allow_download=not settings.offline,
+            mirror=settings.download_mirror,
+        )
         service = build_service(settings)
-        service.stylizer(args.style)  # load (or download) once, before the batch
+        service.stylizer(args.style)
     except AnimeGANError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

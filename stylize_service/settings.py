@@ -25,6 +25,14 @@ def _bool(text: str) -> bool:
     raise ValueError(f"not a boolean: {text!r}")
 
 
+def _http_url(text: str) -> str:
+    """A base URL to download from: http(s) only, so a typo fails at start, not mid-download."""
+    value = text.strip()
+    if not value.lower().startswith(("http://", "https://")):
+        raise ValueError(f"not an http(s) URL: {text!r}")
+    return value
+
+
 def _size(text: str) -> int:
     """Bytes from '1073741824', '512MB' or '2GB' (powers of 1024)."""
     units = {"KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
@@ -51,6 +59,7 @@ class Settings:
     threshold: int | None = None
     weights_dir: Path | None = None
     offline: bool = False
+    download_mirror: str | None = None
     max_side: int | None = None
     precision: str = "auto"
     inference_workers: int = 1
@@ -71,6 +80,11 @@ _OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "threshold": ("ANIMEGAN_THRESHOLD", int, "fuzzy-tier pHash distance in bits (0 = exact only)"),
     "weights_dir": ("ANIMEGAN_WEIGHTS_DIR", Path, "directory holding the generator weights"),
     "offline": ("ANIMEGAN_OFFLINE", _bool, "never download missing weights"),
+    "download_mirror": (
+        "ANIMEGAN_DOWNLOAD_MIRROR",
+        _http_url,
+        "fetch every download from <this URL>/<file name> instead of its upstream URL",
+    ),
     "max_side": ("ANIMEGAN_MAX_SIDE", int, "longest side the model sees, in pixels"),
     "precision": ("ANIMEGAN_PRECISION", str, "auto, fp32 or bf16"),
     "inference_workers": ("ANIMEGAN_INFERENCE_WORKERS", int, "inferences run at once per process"),

@@ -14,6 +14,8 @@ from pathlib import Path
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+#: The example photos the app offers (and warms its cache with at start).
+EXAMPLES = sorted((REPO / "examples").glob("*.jpg"))
 
 #: The model sees at most this side in these tests: real inference, a few tenths of a second.
 TEST_MAX_SIDE = 256
@@ -45,17 +47,23 @@ def wait_until_up(url: str, proc: subprocess.Popen, log_path: Path, timeout: flo
     raise RuntimeError(f"app did not come up in {timeout}s:\n{log_path.read_text()[-3000:]}")
 
 
-def launch_app(tmp: Path, weights_dir: Path, *extra: str, env: dict | None = None):
-    """Start `python app.py` as a user would; returns (process, url, log path)."""
+def launch_app(
+    tmp: Path, weights_dir: Path | None, *extra: str, env: dict | None = None, unset: tuple[str, ...] = ()
+):
+    """Start `python app.py` as a user would; returns (process, url, log path).
+
+    With `weights_dir` the app runs offline on those weights; with None it obtains its
+    weights itself, as on a fresh machine. `unset` drops variables of this environment.
+    """
     port = free_port()
     log_path = tmp / f"app-{port}.log"
-    command = [
-        sys.executable, str(REPO / "app.py"), "--port", str(port), "--weights-dir", str(weights_dir),
-        "--max-side", str(TEST_MAX_SIDE), "--offline", *extra,
-    ]
+    command = [sys.executable, str(REPO / "app.py"), "--port", str(port), "--max-side", str(TEST_MAX_SIDE), *extra]
+    if weights_dir is not None:
+        command += ["--weights-dir", str(weights_dir), "--offline"]
     if "--cache-dir" not in extra and "--cache-url" not in extra:
         command += ["--cache-dir", str(tmp / "cache")]
-    full_env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
+    inherited = {key: value for key, value in os.environ.items() if key not in unset}
+    full_env = {**inherited, "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(command, cwd=tmp, stdout=log, stderr=subprocess.STDOUT, env=full_env)
     url = f"http://127.0.0.1:{port}"
@@ -65,6 +73,16 @@ def launch_app(tmp: Path, weights_dir: Path, *extra: str, env: dict | None = Non
         proc.kill()
         raise
     return proc, url, log_path
+
+
+def wait_for_log(log_path: Path, text: str, timeout: float = 120) -> str:
+    """The app's log once it contains `text` (fails the test after `timeout` seconds)."""
+    deadline = time.monotonic() + timeout
+    while text not in (content := log_path.read_text(errors="replace")):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} not logged within {timeout}s:\n{content[-3000:]}")
+        time.sleep(0.2)
+    return content
 
 
 def stop(proc: subprocess.Popen) -> None:

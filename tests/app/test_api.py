@@ -9,7 +9,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from app_support import reencode
+from app_support import EXAMPLES, reencode, wait_for_log
 
 pytestmark = pytest.mark.slow
 
@@ -24,8 +24,8 @@ def call(client, path, style="hayao", api_name="/stylize"):
     return Image.open(image), badge, info
 
 
-def test_round_trip_miss_exact_fuzzy_miss_and_bad_file(client, photo_paths, tmp_path):
-    photo = photo_paths[5]
+def test_round_trip_miss_exact_fuzzy_miss_and_bad_file(client, unseen_photos, tmp_path):
+    photo = unseen_photos[5]
     image, badge, info = call(client, photo)
     assert info["kind"] == "miss" and badge.startswith("generated")
     assert info["style"] == "hayao" and image.size == (info["width"], info["height"])
@@ -41,7 +41,7 @@ def test_round_trip_miss_exact_fuzzy_miss_and_bad_file(client, photo_paths, tmp_
     assert 0 <= info["distance"] <= info["threshold"]
     assert f"distance {info['distance']} of 64" in badge
 
-    _, _, info = call(client, photo_paths[6])
+    _, _, info = call(client, unseen_photos[6])
     assert info["kind"] == "miss"
 
     bad = tmp_path / "broken.jpg"
@@ -55,8 +55,8 @@ def test_round_trip_miss_exact_fuzzy_miss_and_bad_file(client, photo_paths, tmp_
     assert info["kind"] == "exact"
 
 
-def test_regenerate_endpoint_skips_the_cache(client, photo_paths):
-    photo = photo_paths[7]
+def test_regenerate_endpoint_skips_the_cache(client, unseen_photos):
+    photo = unseen_photos[7]
     call(client, photo)
     _, badge, info = call(client, photo, api_name="/regenerate")
     assert info["kind"] == "miss" and info["cached"] is False and "cache skipped" in badge
@@ -68,3 +68,15 @@ def test_empty_file_is_a_clear_error(client, tmp_path):
     with pytest.raises(AppError) as error:
         call(client, empty)
     assert str(error.value).strip()
+
+
+def test_examples_are_exact_hits_on_the_first_visit(client, running_app_process):
+    """The app warms its cache with the examples in the background at start, so the first
+    visitor's click on an example is an exact hit (no inference on the request)."""
+    _, log_path = running_app_process
+    log = wait_for_log(log_path, "warm-up finished")
+    assert f"warm-up finished: {len(EXAMPLES)} examples for style hayao" in log
+    assert "0 failed" in log
+    for example in EXAMPLES:
+        _, badge, info = call(client, example)
+        assert info["kind"] == "exact" and badge.startswith("exact hit"), example.name

@@ -33,10 +33,10 @@ def browser():
         browser.close()
 
 
-def test_upload_stylize_and_see_the_badge(browser, running_app, photo_paths):
+def test_upload_stylize_and_see_the_badge(browser, running_app, unseen_photos):
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     page.goto(running_app, wait_until="networkidle")
-    page.locator("input[type=file]").first.set_input_files(str(photo_paths[8]))
+    page.locator("input[type=file]").first.set_input_files(str(unseen_photos[8]))
     page.get_by_role("button", name="Stylize", exact=True).click()
     badge = page.locator("#badge input")
     page.wait_for_function(

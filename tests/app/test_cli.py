@@ -9,13 +9,14 @@ from pathlib import Path
 from PIL import Image
 
 from app_support import REPO, TEST_MAX_SIDE
+from http_support import running_server
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "animegan", *args],
         cwd=cwd, capture_output=True, text=True, timeout=300,
-        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "ANIMEGAN_OFFLINE": "1"},
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "ANIMEGAN_OFFLINE": "1", **(env or {})},
     )
 
 
@@ -66,7 +67,7 @@ def test_shared_stems_get_their_own_outputs_and_a_failed_write_does_not_stop_the
         first / "b.jpg": "b_hayao.png",
         first / "c.jpg": "c_hayao.png",
     }
-    for (path, _), photo in zip(inputs.items(), photo_paths[12:17]):
+    for (path, _), photo in zip(inputs.items(), photo_paths[-5:], strict=True):
         Image.open(photo).convert("RGB").save(path)
     (out / "b_hayao.png").mkdir(parents=True)  # this output cannot be written
 
@@ -85,3 +86,24 @@ def test_shared_stems_get_their_own_outputs_and_a_failed_write_does_not_stop_the
     a_outputs = [(out / name).read_bytes() for path, name in inputs.items() if path.stem == "a"]
     assert len(set(a_outputs)) == 3  # three pictures, none overwritten by another
     assert sorted(p.name for p in out.iterdir()) == sorted(inputs.values())  # no partial files left
+
+
+def test_the_cli_downloads_through_the_mirror_unless_offline(tmp_path, weights_dir, unseen_photos):
+    """paprika is a .pt style: with --download-mirror it comes from <mirror>/paprika.pt
+    into the user cache; with --offline nothing is fetched and the error says what is missing."""
+    env = {"XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    common = [str(unseen_photos[0]), "--style", "paprika", "--max-side", str(TEST_MAX_SIDE), "--no-cache"]
+    with running_server() as mirror:
+        # Any AnimeGANv2 state dict stands in for paprika's (it has no pinned checksum).
+        mirror.serve("/paprika.pt", (weights_dir / "animeganv2_hayao_bryandlee.pt").read_bytes())
+        offline = run_cli(*common, "--download-mirror", mirror.url("/"), "-o", str(tmp_path / "a"),
+                          cwd=tmp_path, env=env)
+        assert offline.returncode == 2 and "paprika.pt" in offline.stderr, offline.stderr
+        assert mirror.requests == [] and "Traceback" not in offline.stderr
+
+        online = run_cli(*common, "--download-mirror", mirror.url("/"), "-o", str(tmp_path / "b"),
+                         cwd=tmp_path, env={**env, "ANIMEGAN_OFFLINE": "0"})
+        assert online.returncode == 0, online.stderr
+        assert mirror.requests == ["/paprika.pt"]
+    assert (tmp_path / "xdg" / "animegan" / "paprika.pt").is_file()
+    assert (tmp_path / "b" / f"{unseen_photos[0].stem}_paprika.png").is_file()

@@ -40,9 +40,9 @@ def kind(client: Client, path: Path) -> str:
     return info["kind"]
 
 
-def test_a_photo_stylized_on_one_replica_hits_on_the_other(replicas, photo_paths, tmp_path) -> None:
+def test_a_photo_stylized_on_one_replica_hits_on_the_other(replicas, unseen_photos, tmp_path) -> None:
     (first, _), (second, _) = replicas
-    photo = photo_paths[3]
+    photo = unseen_photos[3]
     copy = tmp_path / "copy.webp"
     copy.write_bytes(reencode(photo, "WEBP", quality=80))
     assert kind(first, photo) == "miss"
@@ -50,9 +50,9 @@ def test_a_photo_stylized_on_one_replica_hits_on_the_other(replicas, photo_paths
     assert kind(second, copy) == "fuzzy"
 
 
-def test_redis_restarted_mid_run_loses_no_request(replicas, redis_for_apps: RedisServer, photo_paths) -> None:
+def test_redis_restarted_mid_run_loses_no_request(replicas, redis_for_apps: RedisServer, unseen_photos) -> None:
     (first, first_log), (second, _) = replicas
-    photo = photo_paths[9]
+    photo = unseen_photos[9]
     assert kind(first, photo) == "miss" and kind(second, photo) == "exact"
     redis_for_apps.stop()
     assert [kind(first, photo), kind(second, photo)] == ["miss", "miss"]

@@ -13,8 +13,9 @@ from cache_support import reencode
 
 
 @pytest.fixture(scope="module")
-def photo(fitted: dict[str, Image.Image]) -> Image.Image:
-    return fitted["scene_bryandlee_1.jpg"]
+def photo(fitted: dict[str, Image.Image], photo_set) -> Image.Image:
+    """The street scene of the active photo set."""
+    return fitted[photo_set.photo("street").name]
 
 
 @pytest.mark.parametrize(

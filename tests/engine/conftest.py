@@ -1,7 +1,9 @@
-"""Engine fixtures: the real Hayao stylizers (loaded once per session) and a real photo."""
+"""Engine fixtures: the real Hayao stylizers (loaded once per session), a street scene and
+a local HTTP server for download tests."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,7 @@ from PIL import Image
 
 from animegan.inference import Stylizer, load_stylizer
 from animegan.intake import open_image
+from http_support import Server, running_server
 
 
 @pytest.fixture(scope="session")
@@ -22,6 +25,13 @@ def bf16_stylizer(weights_dir: Path) -> Stylizer:
 
 
 @pytest.fixture(scope="session")
-def scene(photos_dir: Path) -> Image.Image:
-    """A real street scene (1024 x 682) as RGB."""
-    return open_image(photos_dir / "scene_bryandlee_1.jpg").rgb
+def scene(photo_set) -> Image.Image:
+    """The active photo set's street scene (about 1024 x 683) as RGB."""
+    return open_image(photo_set.photo("street")).rgb
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    """A local HTTP server for download tests (see http_support)."""
+    with running_server() as srv:
+        yield srv

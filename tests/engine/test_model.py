@@ -26,7 +26,7 @@ from animegan.intake import open_image
 from animegan.precision import native_bf16
 from animegan.styles import STYLES
 from animegan.weights import read_weights
-from tests.engine.make_golden import GOLDEN_FILE, fingerprint, stylize_golden
+from tests.engine.make_golden import fingerprint, golden_file, stylize_golden
 
 HAYAO = STYLES["hayao"]
 # bfloat16 against float32 on real photos at 512 px measured 53.1 to 55.3 dB (10 photos,
@@ -59,9 +59,9 @@ def bf16(weights_dir: Path) -> Stylizer:
 
 
 @pytest.fixture(scope="module")
-def street(photos_dir: Path) -> Image.Image:
-    """A real 1024 x 694 street scene."""
-    return open_image(photos_dir / "scene_bryandlee_2.jpg").rgb
+def street(photo_set) -> Image.Image:
+    """The active photo set's second street scene (about 1024 x 694)."""
+    return open_image(photo_set.photo("street_2")).rgb
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -113,11 +113,11 @@ def test_the_wrong_file_for_a_style_with_a_checksum_is_refused(weights_dir, tmp_
 # -- output ----------------------------------------------------------------------------------
 
 
-def test_golden_output(photos_dir, weights_dir):
+def test_golden_output(photo_set, weights_dir):
     """See make_golden.py for how the stored fingerprint was made and when to remake it."""
-    source, output = stylize_golden(photos_dir, weights_dir)
+    source, output = stylize_golden(photo_set, weights_dir)
     assert output.size == source.size and output.mode == "RGB"
-    assert psnr(fingerprint(output), np.load(GOLDEN_FILE)) >= 40
+    assert psnr(fingerprint(output), np.load(golden_file(photo_set.name))) >= 40
     # Not the input: the palette moves far (measured 16 dB on the fingerprint) ...
     assert psnr(fingerprint(output), fingerprint(source)) < 22
     # ... but the scene's layout is kept (brightness correlation measured 0.76) ...

@@ -23,16 +23,30 @@ def test_hayao_is_first_and_the_default():
     ]
 
 
-def test_offline_styles_have_checksums_and_no_url():
-    for name in ("hayao", "whitebox"):
+def test_recipe_styles_pin_their_source_and_their_result():
+    for name, repository in (
+        ("hayao", "terryky/tflite_gles_app"),
+        ("whitebox", "margaretmz/Cartoonizer-with-TFLite"),
+    ):
         style = STYLES[name]
         assert style.url is None and len(style.sha256 or "") == 64
+        source = style.recipe.source
+        assert source.repository == repository
+        assert len(source.commit) == 40 and len(source.sha256) == 64
+        # The URL names the commit, never a branch that could move.
+        assert source.url == (
+            f"https://raw.githubusercontent.com/{repository}/{source.commit}/{source.path}"
+        )
+        assert source.filename.endswith(".tflite")
+        assert "non-commercial" in source.license.lower()
+        assert style.origin.startswith(f"built from {repository}@{source.commit[:12]}:{source.path}")
 
 
 def test_downloadable_styles_point_at_bryandlee_weights():
     for name in ("face_paint_512_v2", "face_paint_512_v1", "celeba_distill", "paprika"):
         style = STYLES[name]
         assert style.arch == "animeganv2" and style.filename == f"{name}.pt"
+        assert style.recipe is None and style.origin == f"downloaded from {style.url}"
         upstream = "https://github.com/bryandlee/animegan2-pytorch/raw/main/weights"
         assert style.url == f"{upstream}/{name}.pt"
 

@@ -92,11 +92,11 @@ def test_tiles_with_whole_image_statistics_reproduce_the_untiled_output(generato
     assert psnr(tiled, untiled) >= 55
 
 
-@pytest.mark.parametrize("name", ["face_bryandlee_05.jpg", "scene_animeganv3_33.jpg"])
-def test_tiled_stylizer_matches_untiled(fp32_stylizer, photos_dir, name):
-    # The two hardest of ten photos measured at this tile/image ratio (bench/results/engine.md):
+@pytest.mark.parametrize("role", ["tiling_face", "tiling_scene"])
+def test_tiled_stylizer_matches_untiled(fp32_stylizer, photo_set, role):
+    # The two hardest photos of each set at this tile/image ratio (bench/results/engine.md):
     # statistics come from a downscaled pass, so the match is close, not exact.
-    image = open_image(photos_dir / name).fit(512).rgb
+    image = open_image(photo_set.photo(role)).fit(512).rgb
     tiled = fp32_stylizer.retiled(384)
     progress: list[float] = []
     out = np.asarray(tiled.stylize(image, progress=progress.append))

@@ -9,10 +9,7 @@ import dataclasses
 import hashlib
 import io
 import socket
-import threading
 import zipfile
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -25,6 +22,7 @@ from animegan.errors import (
 )
 from animegan.styles import STYLES, Style
 from animegan.weights import (
+    ENV_MIRROR,
     ENV_WEIGHTS_DIR,
     available_styles,
     download_weights,
@@ -33,6 +31,8 @@ from animegan.weights import (
     read_weights,
     search_dirs,
 )
+
+pytestmark = pytest.mark.provisioning
 
 HAYAO = STYLES["hayao"]
 # A downloadable style whose file is not in the shared weights folder.
@@ -58,72 +58,12 @@ def places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     monkeypatch.chdir(cwd)
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     monkeypatch.delenv(ENV_WEIGHTS_DIR, raising=False)
+    monkeypatch.delenv(ENV_MIRROR, raising=False)
     return {
         "explicit": tmp_path / "explicit",
         "local": cwd / "weights",
         "cache": cache / "animegan",
     }
-
-
-class Server:
-    """Serves ``routes`` (path -> (behaviour, body)) on 127.0.0.1 and counts requests.
-
-    Behaviours: "ok"; "short" (announces the full length, sends half, closes); "chunked_cut"
-    (chunked encoding, connection dropped mid-body); "missing" (404).
-    """
-
-    def __init__(self) -> None:
-        self.routes: dict[str, tuple[str, bytes]] = {}
-        self.requests: list[str] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-                server.requests.append(self.path)
-                behaviour, body = server.routes.get(self.path, ("missing", b""))
-                if behaviour == "missing":
-                    self.send_error(404, "Not Found")
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "application/octet-stream")
-                if behaviour == "chunked_cut":
-                    self.send_header("Transfer-Encoding", "chunked")
-                    self.end_headers()
-                    half = body[: len(body) // 2]
-                    self.wfile.write(b"%x\r\n%s\r\n" % (len(half), half))
-                    self.wfile.write(b"%x\r\n" % len(body))  # a chunk that never comes
-                    self.close_connection = True
-                    return
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body if behaviour == "ok" else body[: len(body) // 2])
-                self.close_connection = True
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
-
-    def serve(self, path: str, body: bytes, behaviour: str = "ok") -> str:
-        self.routes[path] = (behaviour, body)
-        return self.url(path)
-
-
-@pytest.fixture
-def server() -> Iterator[Server]:
-    srv = Server()
-    srv.thread.start()
-    yield srv
-    srv.httpd.shutdown()
-    srv.httpd.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -182,9 +122,10 @@ def test_missing_file_offline_says_which_file_and_where(places):
     assert all(not place.exists() for place in places.values())  # nothing created
 
 
-def test_a_style_without_url_is_not_found_even_online(places):
+def test_a_style_without_url_or_recipe_is_not_found_even_online(places):
+    by_hand = dataclasses.replace(HAYAO, recipe=None)
     with pytest.raises(WeightsNotFoundError) as info:
-        ensure_weights(HAYAO, places["explicit"], allow_download=True)
+        ensure_weights(by_hand, places["explicit"], allow_download=True)
     assert HAYAO.filename in str(info.value) and "download it from" not in str(info.value)
 
 
@@ -351,3 +292,39 @@ def test_unusable_files_are_weights_corrupt_errors(tmp_path, hayao_bytes, conten
     with pytest.raises(WeightsCorruptError) as info:
         read_weights(path)
     assert str(path) in str(info.value) and "replace it" in str(info.value).lower()
+
+
+# -- mirror ----------------------------------------------------------------------------------
+
+
+def test_a_mirror_serves_the_upstream_file_name(places, server, hayao_bytes, monkeypatch):
+    """Every download fetches <mirror>/<file name of the upstream URL> instead."""
+    server.serve("/mirror/animegan2/paprika.pt", hayao_bytes)
+    style = downloadable("https://upstream.invalid/weights/paprika.pt?raw=1", HAYAO.sha256)
+    path = ensure_weights(style, places["explicit"], mirror=server.url("/mirror/animegan2/"))
+    assert path.read_bytes() == hayao_bytes
+    assert server.requests == ["/mirror/animegan2/paprika.pt"]
+
+    # The environment variable does the same when no mirror is passed.
+    path.unlink()
+    monkeypatch.setenv(ENV_MIRROR, server.url("/mirror/animegan2"))
+    assert ensure_weights(style, places["explicit"]).read_bytes() == hayao_bytes
+    assert server.requests[1:] == ["/mirror/animegan2/paprika.pt"]
+
+
+def test_a_mirror_without_the_file_names_both_urls(places, server):
+    style = downloadable("https://upstream.invalid/weights/paprika.pt", None)
+    with pytest.raises(WeightsNotFoundError) as info:
+        ensure_weights(style, places["explicit"], mirror=server.url(""))
+    message = str(info.value)
+    assert f"{server.url('/paprika.pt')} (mirror of {style.url})" in message
+    assert "(HTTP 404 Not Found)" in message
+    assert files_in(places["explicit"]) == []
+
+
+def test_a_mirror_cannot_substitute_another_file(places, server, hayao_bytes):
+    server.serve("/paprika.pt", hayao_bytes.replace(b"block_a", b"block_z", 1))
+    style = downloadable("https://upstream.invalid/weights/paprika.pt", HAYAO.sha256)
+    with pytest.raises(ChecksumMismatchError):
+        ensure_weights(style, places["explicit"], mirror=server.url("/"))
+    assert files_in(places["explicit"]) == []

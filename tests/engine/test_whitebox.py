@@ -19,8 +19,8 @@ from PIL import Image
 from animegan.whitebox import RECEPTIVE_RADIUS, SIZE_MULTIPLE, WhiteboxGenerator
 
 WEIGHTS = "whitebox_cartoon_pytorch.pt"
-ORACLE = "whitebox_cartoon_gan_fp16.tflite"  # fixed 1 x 224 x 224 x 3 input
-ORACLE_SIZE = 224
+# The oracle is the recipe's source, whitebox_cartoon_gan_fp16.tflite (source_files).
+ORACLE_SIZE = 224  # its fixed input is 1 x 224 x 224 x 3
 
 
 def _photo_tensor(path: Path, width: int, height: int) -> torch.Tensor:
@@ -56,12 +56,12 @@ def test_real_weights_load_strictly(state_dict: dict[str, torch.Tensor]) -> None
         assert torch.equal(tensor, state_dict[key]), key
 
 
-@pytest.mark.parametrize("photo", ["face_bryandlee_01.jpg", "scene_animeganv3_03.jpg"])
+@pytest.mark.parametrize("role", ["face", "scene"])
 def test_matches_reference_tflite(
-    model: WhiteboxGenerator, weights_dir: Path, photos_dir: Path, photo: str
+    model: WhiteboxGenerator, source_files: dict[str, Path], photo_set, role: str
 ) -> None:
-    x = _photo_tensor(photos_dir / photo, ORACLE_SIZE, ORACLE_SIZE)
-    interpreter = Interpreter(model_path=str(weights_dir / ORACLE))
+    x = _photo_tensor(photo_set.photo(role), ORACLE_SIZE, ORACLE_SIZE)
+    interpreter = Interpreter(model_path=str(source_files["whitebox"]))
     interpreter.allocate_tensors()
     (inp,) = interpreter.get_input_details()
     (out,) = interpreter.get_output_details()
@@ -77,8 +77,8 @@ def test_matches_reference_tflite(
     assert np.abs(got - expected).max() <= 1e-4
 
 
-def test_output_is_a_cartoon_of_the_input(model: WhiteboxGenerator, photos_dir: Path) -> None:
-    x = _photo_tensor(photos_dir / "face_bryandlee_01.jpg", 224, 224)
+def test_output_is_a_cartoon_of_the_input(model: WhiteboxGenerator, photo_set) -> None:
+    x = _photo_tensor(photo_set.photo("face"), 224, 224)
     with torch.no_grad():
         y = model(x)
 
@@ -99,9 +99,9 @@ def test_output_is_a_cartoon_of_the_input(model: WhiteboxGenerator, photos_dir: 
 
 
 def test_bfloat16_channels_last_is_close_to_float32(
-    model: WhiteboxGenerator, state_dict: dict[str, torch.Tensor], photos_dir: Path
+    model: WhiteboxGenerator, state_dict: dict[str, torch.Tensor], photo_set
 ) -> None:
-    x = _photo_tensor(photos_dir / "scene_animeganv3_21.jpg", 256, 192)
+    x = _photo_tensor(photo_set.photo("scene_2"), 256, 192)
     bf16 = WhiteboxGenerator()
     bf16.load_state_dict(state_dict, strict=True)
     bf16 = bf16.eval().to(torch.bfloat16, memory_format=torch.channels_last)
@@ -115,11 +115,11 @@ def test_bfloat16_channels_last_is_close_to_float32(
     assert _psnr(y, reference) >= 55.0
 
 
-def test_tiled_run_matches_whole_run(model: WhiteboxGenerator, photos_dir: Path) -> None:
+def test_tiled_run_matches_whole_run(model: WhiteboxGenerator, photo_set) -> None:
     """Two overlapping halves, blended across a band in the middle, equal the whole run
     when each tile keeps RECEPTIVE_RADIUS of context beyond the pixels it contributes;
     a quarter of it leaves a seam, so the context really is needed."""
-    x = _photo_tensor(photos_dir / "scene_animeganv3_03.jpg", 320, 224)
+    x = _photo_tensor(photo_set.photo("scene"), 320, 224)
     width = x.shape[-1]
     seam, band = width // 2, 16
 
