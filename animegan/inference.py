@@ -33,7 +33,7 @@ from animegan.tiling import run_tiled
 from animegan.weights import ensure_weights, read_weights
 
 # Bump whenever a change here alters output pixels; result caches are namespaced by it.
-PIPELINE_VERSION = "1"
+PIPELINE_VERSION = "2"
 # Pixel budget of one model pass, as the side of a square tile: at the peak a pass then
 # holds about 0.8 GB (bf16) or 1.1 GB (fp32) of activations. Larger images are tiled.
 TILE_SIZE: dict[Precision, int] = {"fp32": 768, "bf16": 1024}

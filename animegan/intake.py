@@ -1,27 +1,34 @@
 """Image intake: the one place that turns whatever a user hands in into a clean RGB picture.
 
-The UI, the CLI and the result cache all go through ``open_image`` so that they agree on
-what a picture *is*: EXIF orientation applied, every Pillow mode mapped to 8-bit RGB plus
-an optional alpha mask, the first frame of an animation, and the same refusals (empty,
-truncated, damaged, not an image, too many pixels, degenerate shape) with messages a user
-can act on.
+The UI, the CLI and the result cache all go through ``open_image`` (the picture the model
+sees) or ``open_preview`` (a reduced decode, enough to fingerprint it) so that they agree
+on what a picture *is*: EXIF orientation applied, every Pillow mode mapped to 8-bit RGB
+plus an optional alpha mask, the first frame of an animation, and the same refusals
+(empty, truncated, damaged, not an image, too many pixels, too costly to decode,
+degenerate shape) with messages a user can act on.
+
+Decoding is bounded (``safe_decode``): only photo formats, limits on pixels, expansion,
+scans and metadata, and a time budget. A large picture is decoded at reduced scale where
+the format allows it (JPEG), then shrunk by a whole factor and converted to 8 bits strip by
+strip (``pixels``), so memory stays near the decoded frame whatever its mode.
 
 No torch here: importing this module must stay cheap.
 """
 
 from __future__ import annotations
 
-import io
 import math
-import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image
 
 from animegan.errors import ImageError
+from animegan.pixels import SWAPPING, Frame, shrunk_to_8bit, upright
+from animegan.safe_decode import decode, drop_large_metadata, open_untrusted
 
 # A 12 MP phone photo must pass; the limit keeps a decoded image near 150 MB of RGB.
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -32,31 +39,22 @@ MIN_SIDE = 8
 MAX_ASPECT = 20.0
 # A JPEG fitted while it is opened is decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT
 # scaling) but never below this many times the target, as Pillow's ``thumbnail`` does: the
-# LANCZOS pass after it then still reduces at least 2x, which keeps the result within
+# Lanczos pass after it then still reduces at least 2x, which keeps the result within
 # 50 dB PSNR of a full-size decode while a 12 MP photo fits about 3x faster.
 DRAFT_GAP = 2.0
+# What is left after decoding is first shrunk by a whole factor (a box average) down to
+# this many times the target, then Lanczos-resized: Pillow's ``reducing_gap=3.0``.
+REDUCING_GAP = 3.0
+# Local files larger than this are refused before they are read (uploads are capped lower).
+MAX_FILE_BYTES = 256 << 20
 
 # Pillow's own decompression-bomb guard uses the same limit, so no code path in the process
-# decodes more than intake would accept; truncated files must raise, never load half-grey.
+# decodes more than intake would accept.
 Image.MAX_IMAGE_PIXELS = DEFAULT_MAX_PIXELS
-ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 ImageSource = str | Path | bytes | Image.Image | np.ndarray
 
-_ALPHA_MODES = {"LA", "La", "PA", "RGBA", "RGBa"}
-_SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
-_ORIENTATION_TRANSPOSE = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
-_SWAPPING_ORIENTATIONS = {5, 6, 7, 8}  # quarter turns: width and height trade places
 _UPLOAD = "The uploaded file"
-_FORMATS_HINT = "please use a photo in a common format such as JPEG, PNG or WebP"
 
 
 @dataclass(frozen=True)
@@ -65,8 +63,7 @@ class Photo:
 
     ``info`` describes the source: ``format`` (e.g. "JPEG", None for in-memory images),
     ``mode`` (Pillow mode before conversion), ``size`` (width, height after orientation,
-    before any ``fit``) and ``n_frames`` (more than 1 for animations, of which only the
-    first frame is used).
+    before any ``fit``) and ``animated`` (only the first frame of an animation is used).
     """
 
     rgb: Image.Image
@@ -83,19 +80,39 @@ class Photo:
         ``None`` keeps full resolution. Aspect ratio is kept (the short side never drops
         below the minimum the model accepts).
         """
-        return self._resized(_fitted_size(self.size, max_side))
-
-    def _resized(self, size: tuple[int, int]) -> Photo:
+        size = fitted_size(self.size, max_side)
         if size == self.size:
             return self
-        rgb = self.rgb.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        rgb = self.rgb.resize(size, Image.Resampling.LANCZOS, reducing_gap=REDUCING_GAP)
         alpha = None
         if self.alpha is not None:
-            alpha = self.alpha.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+            alpha = self.alpha.resize(size, Image.Resampling.LANCZOS, reducing_gap=REDUCING_GAP)
         return replace(self, rgb=rgb, alpha=alpha)
 
 
-def _fitted_size(size: tuple[int, int], max_side: int | None) -> tuple[int, int]:
+@dataclass(frozen=True)
+class Preview:
+    """A reduced decode of a picture, for fingerprinting it without a full decode.
+
+    ``image`` is RGB, or RGBA when the picture has transparency; ``frame`` is the box of
+    ``image`` that the whole picture covers; ``info`` is as ``Photo.info`` (``size`` is
+    the whole picture's).
+    """
+
+    image: Image.Image
+    frame: Frame
+    info: dict[str, Any]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.info["size"]
+
+    @property
+    def has_alpha(self) -> bool:
+        return self.image.mode == "RGBA"
+
+
+def fitted_size(size: tuple[int, int], max_side: int | None) -> tuple[int, int]:
     """The size ``Photo.fit(max_side)`` gives a picture of ``size`` (unchanged if it fits)."""
     width, height = size
     if max_side is None or max(width, height) <= max_side:
@@ -121,29 +138,96 @@ def open_image(
     """Decode ``src`` (path, bytes, PIL image or numpy array) into an upright ``Photo``.
 
     With ``max_side`` the photo comes back fitted, like ``open_image(src).fit(max_side)``
-    (same size; pixels within 50 dB PSNR), but a large JPEG is decoded at reduced scale first,
-    which saves most of the work. Raises ``ImageError`` (with ``reason``) for anything
-    that is not a usable picture. ``max_pixels`` can only tighten Pillow's process-wide
-    guard (``DEFAULT_MAX_PIXELS``).
+    (same size; pixels within 50 dB PSNR), but a large picture is decoded at reduced scale
+    and shrunk first, which saves most of the work and memory. Raises ``ImageError`` (with
+    ``reason``) for anything that is not a usable picture. ``max_pixels`` can only tighten
+    Pillow's process-wide guard (``DEFAULT_MAX_PIXELS``).
     """
-    image, subject = _open(src)
-    owned = image is not src  # the caller's PIL image must not be drafted or closed
-    try:
-        info = {"format": image.format, "mode": image.mode, "n_frames": _frame_count(image)}
-        stored = image.size
-        _check_size(stored, max_pixels)  # before decoding, so a bomb costs nothing
-        target = _fitted_size(stored, max_side)
-        if owned and target != stored:
-            _draft(image, target)
-        _decode(image, subject)
-        orientation = _orientation(image)
-        rgb, alpha = _split_alpha(_upright(image, orientation))
-    finally:
-        if owned:
-            image.close()  # animations keep their file open for later frames otherwise
-    size = stored[::-1] if orientation in _SWAPPING_ORIENTATIONS else stored
-    photo = Photo(rgb=rgb, alpha=alpha, info={**info, "size": size})
-    return photo._resized(_fitted_size(size, max_side))
+    with _Source(src, max_pixels) as source:
+        target = fitted_size(source.stored_size, max_side)  # a fit keeps the aspect: any frame
+        source.draft((math.ceil(target[0] * DRAFT_GAP), math.ceil(target[1] * DRAFT_GAP)))
+        shrunk, frame = source.decoded(lambda size: _whole_factor(size, target, REDUCING_GAP))
+    if source.orientation in SWAPPING:
+        target = target[::-1]
+    rgb, alpha = _split_alpha(shrunk)
+    if rgb.size != target or frame.box != (0.0, 0.0, float(rgb.width), float(rgb.height)):
+        rgb = rgb.resize(target, Image.Resampling.LANCZOS, box=frame.box)
+        if alpha is not None:
+            alpha = alpha.resize(target, Image.Resampling.LANCZOS, box=frame.box)
+    return Photo(rgb=rgb, alpha=alpha, info=source.info)
+
+
+def open_preview(src: ImageSource, *, min_side: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> Preview:
+    """Decode ``src`` just enough to keep ``min_side`` pixels on its short side (a JPEG at
+    1/2..1/8 scale, anything else shrunk after decoding), upright, for fingerprinting.
+
+    Refuses exactly what ``open_image`` refuses.
+    """
+    with _Source(src, max_pixels) as source:
+        source.draft((min_side, min_side))
+        shrunk, frame = source.decoded(lambda size: max(1, min(size) // min_side))
+    rgb, alpha = _split_alpha(shrunk)
+    if alpha is not None:
+        rgb.putalpha(alpha)
+    return Preview(image=rgb, frame=frame, info=source.info)
+
+
+class _Source:
+    """One opened picture on its way to 8-bit pixels: checks, reduced decoding, orientation."""
+
+    def __init__(self, src: ImageSource, max_pixels: int) -> None:
+        self.image, self.subject = _open(src)
+        self.owned = self.image is not src  # the caller's PIL image must not be drafted or closed
+        self.stored_size = self.image.size
+        self.orientation = 1
+        try:
+            _check_size(self.stored_size, max_pixels)  # before decoding, so a bomb costs nothing
+        except BaseException:
+            self.close()
+            raise
+        self.info: dict[str, Any] = {"format": self.image.format, "mode": self.image.mode}
+
+    def __enter__(self) -> _Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.owned:
+            self.image.close()  # animations keep their file open for later frames otherwise
+
+    def draft(self, at_least: tuple[int, int]) -> None:
+        """Let a JPEG decode at reduced scale, keeping at least ``at_least`` pixels (in the
+        file's orientation); a no-op for other formats and for the caller's own images."""
+        if self.owned and self.image.format in ("JPEG", "MPO"):
+            self.image.draft("RGB" if self.image.mode in ("RGB", "YCbCr") else None, at_least)
+
+    def decoded(self, factor_for: Callable[[tuple[int, int]], int]) -> tuple[Image.Image, Frame]:
+        """Decode, shrink by ``factor_for(decoded size)`` and turn upright: 8-bit pixels and
+        the frame of them that the picture covers. Fills in ``info``."""
+        decode(self.image, self.subject)
+        self.orientation = _orientation(self.image)  # a PNG may keep its EXIF after the pixels
+        frame = Frame.of(self.stored_size, self.image.size)
+        factor = max(1, factor_for(self.image.size))
+        try:
+            shrunk = shrunk_to_8bit(self.image, factor)
+        except ValueError as exc:
+            raise ImageError(
+                f"The image uses a colour mode ({self.image.mode}) that cannot be converted to "
+                "RGB; please save it as PNG or JPEG and try again.",
+                "unsupported",
+            ) from exc
+        frame = frame.reduced(factor).turned(self.orientation, shrunk.size)
+        swapped = self.orientation in SWAPPING
+        self.info["size"] = self.stored_size[::-1] if swapped else self.stored_size
+        self.info["animated"] = bool(getattr(self.image, "is_animated", False)) and self.owned
+        return upright(shrunk, self.orientation), frame
+
+
+def _whole_factor(size: tuple[int, int], target: tuple[int, int], gap: float) -> int:
+    """The whole shrink factor that keeps ``size`` at least ``gap`` times ``target``."""
+    return max(1, int(min(size[0] / target[0], size[1] / target[1]) / gap))
 
 
 def _open(src: ImageSource) -> tuple[Image.Image, str]:
@@ -159,59 +243,30 @@ def _open(src: ImageSource) -> tuple[Image.Image, str]:
                 f"{_UPLOAD} is empty (0 bytes); please choose a photo and upload it again.",
                 "empty",
             )
-        return _open_file(io.BytesIO(data), _UPLOAD), _UPLOAD
+        return open_untrusted(data, _UPLOAD), _UPLOAD
     if isinstance(src, (str, Path)):
         path = Path(src)
         subject = f"The file {path.name}"
         try:
-            empty = path.stat().st_size == 0
+            size = path.stat().st_size
+            if size > MAX_FILE_BYTES:
+                raise ImageError(
+                    f"{subject} is {size / 2**20:.0f} MB, more than the {MAX_FILE_BYTES >> 20} MB "
+                    "allowed; please use a smaller file.",
+                    "too_large",
+                )
+            data = path.read_bytes() if size else b""
         except OSError as exc:
             raise _unreadable(path, exc) from exc
-        if empty:
+        if not data:
             raise ImageError(f"{subject} is empty (0 bytes).", "empty")
-        return _open_file(path, subject), subject
+        return open_untrusted(data, subject), subject
     raise TypeError(f"unsupported image source type: {type(src).__name__}")
-
-
-def _open_file(fp: Path | io.BytesIO, subject: str) -> Image.Image:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            return Image.open(fp)  # at frame 0: animations are stylized from their first frame
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(
-            f"{subject} has more than {Image.MAX_IMAGE_PIXELS:,} pixels, too many to process "
-            "safely; please use a smaller image.",
-            "too_large",
-        ) from exc
-    except UnidentifiedImageError as exc:
-        raise ImageError(
-            f"{subject} is not an image we can read; {_FORMATS_HINT}.", "not_image"
-        ) from exc
-    except OSError as exc:
-        if isinstance(fp, Path) and exc.strerror:  # the file system, not the file's content
-            raise _unreadable(fp, exc) from exc
-        raise _damaged(subject, exc) from exc
 
 
 def _unreadable(path: Path, exc: OSError) -> ImageError:
     why = (exc.strerror or str(exc)).lower()
     return ImageError(f"Could not open the file {path.name}: {why}.", "not_image")
-
-
-def _damaged(subject: str, exc: Exception) -> ImageError:
-    """Pillow's many decoding failures, told apart only into 'cut short' and 'broken'."""
-    if "truncated" in str(exc).lower():
-        return ImageError(
-            f"{subject} is incomplete (truncated); it may have been cut off while uploading. "
-            "Please upload it again.",
-            "truncated",
-        )
-    return ImageError(
-        f"{subject} is damaged and its pixels cannot be decoded; please upload it again "
-        "or try another copy of the picture.",
-        "damaged",
-    )
 
 
 def _from_array(array: np.ndarray) -> Image.Image:
@@ -226,22 +281,14 @@ def _from_array(array: np.ndarray) -> Image.Image:
     if array.size == 0:
         raise ImageError("The image array is empty.", "empty")
     if array.dtype == np.uint16:
-        array = _rescale_to_uint8(array.astype(np.float64), 65535.0)
+        array = _rescale_to_uint8(array.astype(np.float32), 65535.0)
     elif array.dtype == np.bool_:
         array = array.astype(np.uint8) * 255
     elif np.issubdtype(array.dtype, np.floating):
-        array = _rescale_to_uint8(np.nan_to_num(array.astype(np.float64)), 1.0)
+        array = _rescale_to_uint8(np.nan_to_num(array.astype(np.float32)), 1.0)
     elif array.dtype != np.uint8:
         raise ImageError(f"Image arrays of type {array.dtype} are not supported.", "unsupported")
     return Image.fromarray(np.ascontiguousarray(array))
-
-
-def _frame_count(image: Image.Image) -> int:
-    """Number of frames; a damaged later frame only matters if it is the one we use."""
-    try:
-        return int(getattr(image, "n_frames", 1))
-    except (OSError, EOFError, ValueError, SyntaxError):
-        return 1
 
 
 def _check_size(size: tuple[int, int], max_pixels: int) -> None:
@@ -266,88 +313,23 @@ def _check_size(size: tuple[int, int], max_pixels: int) -> None:
         )
 
 
-def _draft(image: Image.Image, target: tuple[int, int]) -> None:
-    """Let a JPEG decode at reduced scale, but at least ``DRAFT_GAP`` times ``target``.
-
-    A no-op for other formats. ``target`` may be in the file's frame or the upright one:
-    a fit keeps the aspect ratio, so turning the picture does not change how far it shrinks.
-    """
-    width, height = target
-    image.draft(None, (math.ceil(width * DRAFT_GAP), math.ceil(height * DRAFT_GAP)))
-
-
-def _decode(image: Image.Image, subject: str) -> None:
-    """Decode the pixels now, so a damaged file fails here and not deep inside the model."""
-    try:
-        image.load()
-    except (OSError, SyntaxError, EOFError, ValueError) as exc:
-        raise _damaged(subject, exc) from exc
-
-
 def _orientation(image: Image.Image) -> int:
-    """The EXIF orientation (1 = upright); junk metadata counts as upright, not as an error."""
+    """The EXIF orientation (1 = upright); junk or oversized metadata counts as upright."""
+    drop_large_metadata(image)
     try:
-        return int(image.getexif().get(ExifTags.Base.Orientation, 1))
+        orientation = int(image.getexif().get(ExifTags.Base.Orientation, 1))
     except Exception:  # EXIF parsing raises a zoo of types on junk metadata
         return 1
-
-
-def _upright(image: Image.Image, orientation: int) -> Image.Image:
-    """Turn the picture as its EXIF orientation says, dropping the tag so nothing turns it twice."""
-    method = _ORIENTATION_TRANSPOSE.get(orientation)
-    if method is None:
-        return image
-    try:
-        return ImageOps.exif_transpose(image)
-    except Exception:  # EXIF that Pillow cannot rewrite: turn anyway, without the metadata
-        upright = image.transpose(method)
-        upright.info.pop("exif", None)
-        return upright
+    return orientation if 1 <= orientation <= 8 else 1
 
 
 def _split_alpha(image: Image.Image) -> tuple[Image.Image, Image.Image | None]:
     """8-bit RGB plus an alpha mask, or None when the image has none or is fully opaque."""
-    mode = image.mode
-    if mode in _SIXTEEN_BIT_MODES or mode in ("I", "F"):
-        return _high_depth_to_rgb(image), None
-    has_alpha = mode in _ALPHA_MODES or (
-        mode == "P" and ("transparency" in image.info or image.palette.mode == "RGBA")
-    )
-    try:
-        if not has_alpha:
-            return image.convert("RGB"), None
-        # Premultiplied grey ("La") converts to nothing but its straight form.
-        rgba = (image.convert("LA") if mode == "La" else image).convert("RGBA")
-    except ValueError as exc:
-        raise ImageError(
-            f"The image uses a colour mode ({mode}) that cannot be converted to RGB; "
-            "please save it as PNG or JPEG and try again.",
-            "unsupported",
-        ) from exc
-    alpha = rgba.getchannel("A")
-    if alpha.getextrema() == (255, 255):
-        return rgba.convert("RGB"), None
-    return rgba.convert("RGB"), alpha
-
-
-def _high_depth_to_rgb(image: Image.Image) -> Image.Image:
-    """Scale 16/32-bit integer and float greyscale to 8 bits without clipping.
-
-    16-bit modes use their full range. Mode "I" uses the smallest of the 8-bit and 16-bit
-    ranges that holds the data, else its min..max. Mode "F" is taken as 0..1 when it fits,
-    else min..max.
-    """
-    values = np.nan_to_num(np.asarray(image, dtype=np.float64))
-    low, high = float(values.min()), float(values.max())
-    if image.mode in _SIXTEEN_BIT_MODES:
-        grey = _rescale_to_uint8(values, 65535.0)
-    elif image.mode == "I" and low >= 0 and high <= 65535:
-        grey = _rescale_to_uint8(values, 255.0 if high <= 255 else 65535.0)
-    elif image.mode == "F" and low >= 0 and high <= 1:
-        grey = _rescale_to_uint8(values, 1.0)
-    else:
-        grey = _rescale_to_uint8(values - low, max(high - low, 1e-12))
-    return Image.fromarray(grey).convert("RGB")
+    if image.mode not in ("LA", "RGBA"):
+        return image.convert("RGB"), None
+    alpha = image.getchannel("A")
+    rgb = image.convert("RGB")
+    return rgb, None if alpha.getextrema() == (255, 255) else alpha
 
 
 def _rescale_to_uint8(values: np.ndarray, full_scale: float) -> np.ndarray:

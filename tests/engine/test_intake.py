@@ -106,7 +106,7 @@ def test_every_source_type_gives_the_same_picture(tmp_path, kind):
     assert photo.rgb.mode == "RGB" and photo.alpha is None
     assert np.array_equal(pixels(photo.rgb), pixels(image))
     assert photo.size == photo.info["size"] == (40, 30)
-    assert photo.info["n_frames"] == 1 and photo.info["mode"] == "RGB"
+    assert photo.info["animated"] is False and photo.info["mode"] == "RGB"
     from_file = kind in ("str path", "Path", "bytes", "bytearray")
     assert photo.info["format"] == ("PNG" if from_file else None)
 
@@ -360,7 +360,7 @@ def test_animation_uses_its_first_frame(tmp_path, fmt):
         warnings.simplefilter("always", ResourceWarning)
         for src in (path, path.read_bytes()):
             photo = open_image(src)
-            assert photo.info["n_frames"] == 3 and photo.info["format"] == fmt
+            assert photo.info["animated"] is True and photo.info["format"] == fmt
             assert pixels(photo.rgb).reshape(-1, 3).mean(0) == pytest.approx([255, 0, 0], abs=8)
         gc.collect()
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]  # file closed

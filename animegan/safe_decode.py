@@ -1,0 +1,161 @@
+"""Opening and decoding an untrusted image file with a bounded cost.
+
+A small file can ask for a lot of work: 40,000 TIFF pages, a 7000 x 7000 PNG of 130 KB, a
+24 MB EXIF block, a progressive JPEG of thousands of scans, millions of tiny PNG chunks.
+On a public demo each such upload would hold a decoding thread for seconds and other
+users' hits would wait behind it. So every cost a file can choose gets its own limit,
+checked before the work it bounds, and each refusal is a user-facing `ImageError`:
+
+* formats: the photo formats only (Pillow also opens EPS, which runs Ghostscript, PSD, ICNS
+  and many more, each more attack surface);
+* pixels: `Image.MAX_IMAGE_PIXELS`, checked from the header before decoding;
+* expansion: formats decoded at full size (all but JPEG, which is decoded at reduced scale)
+  may expand beyond `FREE_DECODE_PIXELS` only in proportion to the file's size, so a large
+  decode costs the sender a large upload;
+* JPEG scans: at most `MAX_JPEG_SCANS` (a progressive JPEG has about ten);
+* frames: only the first is ever read, and frames are never counted;
+* metadata: EXIF, XMP, ICC and text blocks over `MAX_METADATA_BYTES` are dropped unread;
+* time: the decoder reads the file in small blocks through a reader that stops it once
+  `decode_budget` is spent (a last resort for costs the other limits do not foresee).
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import warnings
+
+from PIL import Image, ImageFile, PngImagePlugin, UnidentifiedImageError
+
+from animegan.errors import ImageError
+
+#: The formats a photo comes in; `Image.open` tries no others.
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # JPEG includes MPO (phones)
+#: Metadata blocks larger than this are dropped unread (a JPEG's EXIF cannot exceed 64 KiB).
+MAX_METADATA_BYTES = 1 << 16
+#: A progressive JPEG has about ten scans; every further one is another pass over all blocks.
+MAX_JPEG_SCANS = 48
+#: Formats decoded at full size may always decode this many pixels (a 4K screenshot) ...
+FREE_DECODE_PIXELS = 8_500_000
+#: ... and beyond it, at most this many decoded bytes per byte of file.
+MAX_EXPANSION = 64
+#: Decoding stops after this long, plus some time per MB of file.
+DECODE_SECONDS = 0.5
+DECODE_SECONDS_PER_MB = 0.1
+#: The decoder reads the file in blocks this large, so the time budget is checked often.
+READ_BLOCK = 1 << 14
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file raises; it never loads half grey
+# Pillow's PNG text limits default to 1 MB per chunk and 64 MB in all.
+PngImagePlugin.MAX_TEXT_CHUNK = MAX_METADATA_BYTES
+PngImagePlugin.MAX_TEXT_MEMORY = 4 * MAX_METADATA_BYTES
+
+_FORMATS_HINT = "please use a photo in a common format such as JPEG, PNG or WebP"
+_METADATA_KEYS = ("exif", "xmp", "XML:com.adobe.xmp", "icc_profile", "comment", "photoshop", "extra")
+_FULL_DECODE_EXEMPT = ("JPEG", "MPO")  # decoded at reduced scale when large
+
+
+class DecodeBudgetExceeded(Exception):
+    """Raised from inside the decoder when its time is up (not an OSError, so Pillow does not
+    mistake it for a truncated file)."""
+
+
+class BudgetReader(io.BytesIO):
+    """The file's bytes, read through a clock: once `seconds` have passed, reading raises."""
+
+    def __init__(self, data: bytes, seconds: float) -> None:
+        super().__init__(data)
+        self.deadline = time.monotonic() + seconds
+
+    def read(self, size: int | None = -1) -> bytes:
+        if time.monotonic() > self.deadline:
+            raise DecodeBudgetExceeded
+        return super().read(size)
+
+
+def decode_budget(file_bytes: int) -> float:
+    return DECODE_SECONDS + DECODE_SECONDS_PER_MB * file_bytes / 1e6
+
+
+def open_untrusted(data: bytes, subject: str) -> Image.Image:
+    """`Image.open` on the photo formats, through a `BudgetReader`; header checks done."""
+    reader = BudgetReader(data, decode_budget(len(data)))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(reader, formats=ALLOWED_FORMATS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(
+            f"{subject} has more than {Image.MAX_IMAGE_PIXELS:,} pixels, too many to process "
+            "safely; please use a smaller image.",
+            "too_large",
+        ) from exc
+    except DecodeBudgetExceeded as exc:
+        raise too_complex(subject) from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError(f"{subject} is not an image we can read; {_FORMATS_HINT}.", "not_image") from exc
+    except (OSError, SyntaxError, EOFError, ValueError) as exc:
+        raise damaged(subject, exc) from exc
+    image.decodermaxblock = READ_BLOCK
+    try:
+        _check_cost(image, data, subject)
+    except BaseException:
+        image.close()
+        raise
+    drop_large_metadata(image)
+    return image
+
+
+def decode(image: Image.Image, subject: str) -> None:
+    """Decode the pixels now, so a damaged file fails here and not deep inside the model."""
+    try:
+        image.load()
+    except DecodeBudgetExceeded as exc:
+        raise too_complex(subject) from exc
+    except (OSError, SyntaxError, EOFError, ValueError) as exc:
+        raise damaged(subject, exc) from exc
+
+
+def drop_large_metadata(image: Image.Image) -> None:
+    """Forget metadata blocks too large to parse cheaply (EXIF is then read as upright)."""
+    for key in _METADATA_KEYS:
+        value = image.info.get(key)
+        if isinstance(value, (bytes, str)) and len(value) > MAX_METADATA_BYTES:
+            del image.info[key]
+
+
+def _check_cost(image: Image.Image, data: bytes, subject: str) -> None:
+    if image.format in ("JPEG", "MPO") and data.count(b"\xff\xda") > MAX_JPEG_SCANS:
+        raise too_complex(subject)
+    if image.format in _FULL_DECODE_EXEMPT:
+        return
+    pixels = image.width * image.height
+    if pixels > FREE_DECODE_PIXELS and pixels * len(image.getbands()) > MAX_EXPANSION * len(data):
+        raise ImageError(
+            f"{subject} is {image.width}x{image.height} pixels but only {len(data):,} bytes: "
+            "too many pixels for its size to decode safely; please save it as JPEG or make it smaller.",
+            "too_complex",
+        )
+
+
+def too_complex(subject: str) -> ImageError:
+    return ImageError(
+        f"{subject} takes too long to decode (it may be crafted to); please save it again "
+        "as a plain JPEG or PNG.",
+        "too_complex",
+    )
+
+
+def damaged(subject: str, exc: BaseException) -> ImageError:
+    """Pillow's many decoding failures, told apart only into 'cut short' and 'broken'."""
+    if "truncated" in str(exc).lower():
+        return ImageError(
+            f"{subject} is incomplete (truncated); it may have been cut off while uploading. "
+            "Please upload it again.",
+            "truncated",
+        )
+    return ImageError(
+        f"{subject} is damaged and its pixels cannot be decoded; please upload it again "
+        "or try another copy of the picture.",
+        "damaged",
+    )
