@@ -4,8 +4,8 @@ Knows nothing of torch, Gradio or the model: it caches "an image in, bytes out" 
 namespace string that the caller builds from everything that changes the output.
 """
 
-from .fingerprint import Fingerprint
+from .fingerprint import PREVIEW_SIDE, Fingerprint
 from .lookup import Kind, Lookup
 from .result_cache import DEFAULT_THRESHOLD, ResultCache
 
-__all__ = ["DEFAULT_THRESHOLD", "Fingerprint", "Kind", "Lookup", "ResultCache"]
+__all__ = ["DEFAULT_THRESHOLD", "PREVIEW_SIDE", "Fingerprint", "Kind", "Lookup", "ResultCache"]

@@ -1,21 +1,25 @@
 """Fingerprints of an upload: what the exact tier keys on and the fuzzy tier compares.
 
-Only hashes and a 384-byte signature are kept, never the photo: the signature is a 16x16
-luma and an 8x8 chroma thumbnail (YCbCr), enough for `verify` to tell a re-encode from a
-greyscale, tinted, mirrored or cropped copy, far too small to show the picture.
+Only hashes and a signature are kept, never the photo: the signature is a 16 x 16 mosaic
+of brightness, colour and detail (`signature`), with, for a stored entry, how far each of
+its cells may move (`calibration`). A query is fingerprinted from whatever resolution the
+caller decoded (at least `PREVIEW_SIDE` on the short side), so a near-duplicate costs a
+reduced decode, not a full one.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import imagehash
+import numpy as np
 from PIL import Image
 
-LUMA_SIDE = 16
-CHROMA_SIDE = 8
-SIGNATURE_BYTES = LUMA_SIDE * LUMA_SIDE + 2 * CHROMA_SIDE * CHROMA_SIDE
+from .signature import PREVIEW_SIDE, Box, Signature
+
+__all__ = ["ALPHA_BACKGROUND", "PREVIEW_SIDE", "Fingerprint", "pixel_key"]
+
 #: Transparent pixels are judged over mid grey, so whatever RGB hides under alpha 0
 #: (often black or white, depending on the editor) does not change the signature.
 ALPHA_BACKGROUND = (128, 128, 128, 255)
@@ -23,20 +27,24 @@ ALPHA_BACKGROUND = (128, 128, 128, 255)
 
 @dataclass(frozen=True)
 class Fingerprint:
-    """Keys and signature of one decoded, normalized upload.
+    """Keys and signature of one upload.
 
-    `pixel_sha` covers mode, size and pixels, so two files with the same picture (metadata
-    stripped, PNG re-saved) share it. `phash` is imagehash's 64-bit DCT hash as an unsigned
-    int. `raw_sha` is the upload file's sha256 when the caller has it.
+    `pixel_sha` keys the very pixels the result is computed from (None for a fingerprint
+    made from a reduced preview: such a query finds exact copies by `raw_sha`, and
+    everything else through the fuzzy tier). `phash` is imagehash's 64-bit DCT hash, as an
+    unsigned int, of the 64 px working image. `width` and `height` are the whole picture's.
+    `tolerances` is set by `calibrated` for an entry to be stored: without it, an entry is
+    found by its keys only, never as a near-duplicate.
     """
 
-    pixel_sha: str
     phash: int
     signature: bytes
     width: int
     height: int
     has_alpha: bool
     raw_sha: str | None = None
+    pixel_sha: str | None = None
+    tolerances: bytes | None = None
 
     @property
     def aspect(self) -> float:
@@ -48,24 +56,52 @@ class Fingerprint:
         return hashlib.sha256(data).hexdigest()
 
     @classmethod
-    def of(cls, image: Image.Image, raw_sha: str | None = None) -> Fingerprint:
-        """Fingerprint `image` as the model will see it (RGB, or RGBA when it has alpha)."""
+    def of(
+        cls,
+        image: Image.Image,
+        *,
+        raw_sha: str | None = None,
+        exact: bool = True,
+        box: Box | None = None,
+        size: tuple[int, int] | None = None,
+    ) -> Fingerprint:
+        """Fingerprint `image` as the model will see it (RGB, or RGBA when it has alpha).
+
+        For a reduced preview of a larger picture, pass `exact=False` (its pixels are not
+        the picture's, so no `pixel_sha`), the picture's `size`, and the `box` of `image`
+        that the whole picture covers if a decoder rounded its size up.
+        """
         if not isinstance(image, Image.Image):
             raise TypeError(f"Fingerprint.of needs a PIL image, not {type(image).__name__}")
         if image.width < 1 or image.height < 1:
             raise ValueError("Fingerprint.of needs a non-empty image")
         has_alpha = "A" in image.getbands() or "transparency" in image.info
         normalized = _normalized(image, has_alpha)
-        opaque = _over_background(normalized) if has_alpha else normalized
+        signature = Signature.of(_opaque(normalized) if has_alpha else normalized, box)
+        width, height = size or image.size
         return cls(
-            pixel_sha=pixel_key(normalized),
-            phash=int(str(imagehash.phash(opaque)), 16),
-            signature=signature(opaque),
-            width=image.width,
-            height=image.height,
+            phash=_phash(signature.working_luma),
+            signature=signature.to_bytes(),
+            width=width,
+            height=height,
             has_alpha=has_alpha,
             raw_sha=raw_sha,
+            pixel_sha=pixel_key(normalized) if exact else None,
         )
+
+    def keyed(self, picture: Image.Image) -> Fingerprint:
+        """This fingerprint with the `pixel_sha` of `picture`, the pixels the result is
+        computed from (a preview's fingerprint, once the upload is decoded for the model)."""
+        has_alpha = "A" in picture.getbands() or "transparency" in picture.info
+        return replace(self, pixel_sha=pixel_key(_normalized(picture, has_alpha)))
+
+    def calibrated(self, picture: Image.Image) -> Fingerprint:
+        """This fingerprint with tolerances measured on `picture` (what it was made from, at
+        any size), so that the entry stored from it can be served as a near-duplicate."""
+        from .calibration import tolerances
+
+        opaque = _opaque(_normalized(picture, True)) if self.has_alpha else picture.convert("RGB")
+        return replace(self, tolerances=tolerances(opaque).to_bytes())
 
 
 def pixel_key(image: Image.Image) -> str:
@@ -75,15 +111,9 @@ def pixel_key(image: Image.Image) -> str:
     return digest.hexdigest()
 
 
-def signature(rgb: Image.Image) -> bytes:
-    """16x16 Y, then 8x8 Cb and 8x8 Cr, each an area average (box filter) of `rgb`.
-
-    Area averages barely move under re-encoding or resizing, which is what lets the
-    verifier use tight tolerances.
-    """
-    small = rgb.resize((LUMA_SIDE, LUMA_SIDE), Image.Resampling.BOX).convert("YCbCr")
-    chroma = small.resize((CHROMA_SIDE, CHROMA_SIDE), Image.Resampling.BOX)
-    return small.getchannel(0).tobytes() + chroma.getchannel(1).tobytes() + chroma.getchannel(2).tobytes()
+def _phash(working_luma: np.ndarray) -> int:
+    grey = Image.fromarray(np.clip(np.rint(working_luma), 0, 255).astype(np.uint8))
+    return int(str(imagehash.phash(grey)), 16)
 
 
 def _normalized(image: Image.Image, has_alpha: bool) -> Image.Image:
@@ -91,6 +121,6 @@ def _normalized(image: Image.Image, has_alpha: bool) -> Image.Image:
     return image if image.mode == wanted else image.convert(wanted)
 
 
-def _over_background(rgba: Image.Image) -> Image.Image:
+def _opaque(rgba: Image.Image) -> Image.Image:
     background = Image.new("RGBA", rgba.size, ALPHA_BACKGROUND)
     return Image.alpha_composite(background, rgba).convert("RGB")

@@ -36,11 +36,13 @@ from typing import TypeVar
 import numpy as np
 
 from .envelope import EnvelopeError, pack, unpack
-from .fingerprint import SIGNATURE_BYTES, Fingerprint
+from .fingerprint import Fingerprint
 from .fuzzy_tier import FuzzyTier
 from .lookup import Kind, Lookup
 from .backends import as_location, open_backend
 from .recovery import remove_quarantined
+from .signature import SIZE as SIGNATURE_SIZE
+from .verify import REFERENCE_SIZE
 from .verify import mismatch as verify_mismatch
 from .single_flight import KeyLease, poll_delays
 from .store import Entry, MalformedEntry, Store, StoreCorrupt, StoreError, StoreUnavailable
@@ -51,6 +53,8 @@ log = logging.getLogger(__name__)
 #: photos lie within 4 bits; 8 leaves 2x headroom for combined edits, and verification
 #: (not the pHash) rejects the look-alikes. See bench/results/cache.md for the curve.
 DEFAULT_THRESHOLD = 8
+#: Bumped whenever fingerprints or signatures change meaning: part of every namespace id.
+FINGERPRINT_FORMAT = "fp2"
 #: Nearest rows verified per fuzzy lookup before giving up.
 FUZZY_CANDIDATES = 16
 #: Expired entries are deleted (files included) at least this often, by default.
@@ -139,31 +143,53 @@ class ResultCache:
             self._record(hit)
         return hit
 
-    def lookup(self, namespace: str, fingerprint: Fingerprint, *, threshold: int | None = None) -> Lookup | None:
+    def lookup(
+        self,
+        namespace: str,
+        fingerprint: Fingerprint,
+        *,
+        threshold: int | None = None,
+        pixel_key: Callable[[], str] | None = None,
+    ) -> Lookup | None:
         """Exact hit by raw or pixel sha256, else the nearest verified pHash match.
 
-        A miss is not counted in `stats()`: the caller goes on to `get_or_compute`, which
-        counts the request once, whatever its outcome.
+        For a fingerprint without `pixel_sha` (made from a preview), `pixel_key()` gives it
+        when a candidate's signature is identical to the upload's, so that the same picture
+        in another container (metadata stripped, re-saved losslessly) is reported as an
+        exact hit; it is called for nothing else. A miss is not counted in `stats()`: the
+        caller goes on to `get_or_compute`, which counts the request once, whatever its
+        outcome.
         """
         started = time.perf_counter()
         limit = self.threshold if threshold is None else threshold
         _namespace_id(namespace)  # a caller's mistake raises here, outside the error boundary
-        hit = self._guarded(lambda store, tier: self._find(store, tier, namespace, fingerprint, limit, started), None)
+        hit = self._guarded(
+            lambda store, tier: self._find(store, tier, namespace, fingerprint, limit, started, pixel_key), None
+        )
         if hit is not None:
             self._record(hit)
         return hit
 
     def get_or_compute(
-        self, namespace: str, fingerprint: Fingerprint, compute: Callable[[], tuple[bytes, dict]]
+        self,
+        namespace: str,
+        fingerprint: Fingerprint,
+        compute: Callable[[], tuple[bytes, dict]],
+        *,
+        stored: Callable[[], Fingerprint] | None = None,
     ) -> Lookup:
         """A hit, or `compute()` run once however many threads and processes ask at once.
 
         The first caller for a pixel sha takes a lease, re-checks, computes and stores
         ("miss"); the others wait and get its result ("coalesced"). If the holder dies or
         its compute raises, a waiter takes over. Without a usable store, just computes.
+        `fingerprint` needs its `pixel_sha`. The entry is stored under `stored()`, called
+        after `compute` (a `calibrated` fingerprint, so it can be a near-duplicate
+        target), or under `fingerprint` itself.
         """
         started = time.perf_counter()
         _namespace_id(namespace)
+        _require_pixel_key(fingerprint)
 
         def find() -> Lookup | None:
             return self._guarded(lambda s, t: self._find(s, t, namespace, fingerprint, self.threshold, started), None)
@@ -181,18 +207,29 @@ class ResultCache:
                 with lease:
                     hit = find()  # someone may have finished between our lookup and the lease
                     if hit is None:
-                        return self._compute(namespace, fingerprint, compute, started)
+                        return self._compute(namespace, fingerprint, compute, stored, started)
                 return self._record(_coalesced(hit, started))
             time.sleep(next(delays))
             hit = find()
             if hit is not None:
                 return self._record(_coalesced(hit, started))
-        return self._compute(namespace, fingerprint, compute, started)
+        return self._compute(namespace, fingerprint, compute, stored, started)
 
-    def put(self, namespace: str, fingerprint: Fingerprint, value: bytes, meta: dict) -> None:
-        """Store `value` (+ JSON-able `meta`) for this fingerprint; a failed write is only logged."""
+    def put(
+        self,
+        namespace: str,
+        fingerprint: Fingerprint,
+        value: bytes,
+        meta: dict,
+    ) -> None:
+        """Store `value` (+ JSON-able `meta`) for this fingerprint; a failed write is only logged.
+
+        The entry is served as a near-duplicate only if `fingerprint` is `calibrated`;
+        otherwise it is found by its keys only. Storing again replaces the entry.
+        """
         if not isinstance(value, (bytes, bytearray, memoryview)):
             raise TypeError(f"cached values must be bytes, not {type(value).__name__}")
+        _require_pixel_key(fingerprint)
         nsid = _namespace_id(namespace)
         entry = Entry(
             key=_value_key(nsid, fingerprint.pixel_sha),
@@ -201,7 +238,7 @@ class ResultCache:
             alias=_alias_key(nsid, fingerprint.raw_sha) if fingerprint.raw_sha else None,
             namespace=nsid,
             phash=fingerprint.phash,
-            signature=fingerprint.signature,
+            signature=fingerprint.signature + (fingerprint.tolerances or b""),
             width=fingerprint.width,
             height=fingerprint.height,
             has_alpha=fingerprint.has_alpha,
@@ -265,17 +302,25 @@ class ResultCache:
     # -- lookups, inside the error boundary -----------------------------------------------
 
     def _find(
-        self, store: Store, tier: FuzzyTier, namespace: str, fp: Fingerprint, threshold: int, started: float
+        self,
+        store: Store,
+        tier: FuzzyTier,
+        namespace: str,
+        fp: Fingerprint,
+        threshold: int,
+        started: float,
+        pixel_key: Callable[[], str] | None = None,
     ) -> Lookup | None:
         nsid = _namespace_id(namespace)
         if fp.raw_sha:
             hit = self._by_alias(store, nsid, fp.raw_sha, started)
             if hit is not None:
                 return hit
-        found = self._read(store, _value_key(nsid, fp.pixel_sha))
-        if found is not None:
-            return _answer("exact", found, 0, self.threshold, started)
-        return self._fuzzy(store, tier, nsid, fp, threshold, started)
+        if fp.pixel_sha is not None:
+            found = self._read(store, _value_key(nsid, fp.pixel_sha))
+            if found is not None:
+                return _answer("exact", found, 0, self.threshold, started)
+        return self._fuzzy(store, tier, nsid, fp, threshold, started, pixel_key)
 
     def _by_alias(self, store: Store, nsid: str, raw_sha: str, started: float) -> Lookup | None:
         key = store.resolve(_alias_key(nsid, raw_sha))
@@ -288,27 +333,47 @@ class ResultCache:
         return _answer("exact", found, 0, self.threshold, started)
 
     def _fuzzy(
-        self, store: Store, tier: FuzzyTier, nsid: str, fp: Fingerprint, threshold: int, started: float
+        self,
+        store: Store,
+        tier: FuzzyTier,
+        nsid: str,
+        fp: Fingerprint,
+        threshold: int,
+        started: float,
+        pixel_key: Callable[[], str] | None,
     ) -> Lookup | None:
         for seq, distance in tier.nearest(nsid, fp.phash, threshold, FUZZY_CANDIDATES):
             row = store.row(nsid, seq)
             if row is None:
                 tier.forget(nsid, seq)
                 continue
-            if len(row.signature) != SIGNATURE_BYTES:  # damaged row: treat like a lost value
+            if len(row.signature) == SIGNATURE_SIZE:  # stored without tolerances: keys only
+                continue
+            if len(row.signature) != REFERENCE_SIZE:  # damaged row: treat like a lost value
                 self._warn("malformed", f"dropping a fuzzy row with a {len(row.signature)}-byte signature")
                 store.discard(row.key)
                 tier.forget(nsid, seq)
                 continue
-            if verify_mismatch(fp, row) is not None:
+            try:
+                refused = verify_mismatch(fp, row)
+            except ValueError as error:  # a signature holding junk: drop it like a lost value
+                self._warn("malformed", f"dropping a fuzzy row with a damaged signature: {error}")
+                store.discard(row.key)
+                tier.forget(nsid, seq)
+                continue
+            if refused is not None:
                 continue
             found = self._read(store, row.key)
             if found is None:  # a row whose value is gone: a miss, and the row goes
                 store.discard(row.key)
                 tier.forget(nsid, seq)
                 continue
-            # The very same pixels, stored between our exact probe and this scan: exact.
-            same = row.key == _value_key(nsid, fp.pixel_sha)
+            # The very same pixels (stored between our exact probe and this scan, or found from
+            # a preview that looks identical): exact.
+            pixels = fp.pixel_sha
+            if pixels is None and pixel_key is not None and row.signature[:SIGNATURE_SIZE] == fp.signature:
+                pixels = pixel_key()
+            same = pixels is not None and row.key == _value_key(nsid, pixels)
             return _answer("exact" if same else "fuzzy", found, 0 if same else distance, threshold, started)
         return None
 
@@ -325,10 +390,15 @@ class ResultCache:
         return KeyLease(store, f"{_namespace_id(namespace)}:{fp.pixel_sha}", self.lock_ttl)
 
     def _compute(
-        self, namespace: str, fp: Fingerprint, compute: Callable[[], tuple[bytes, dict]], started: float
+        self,
+        namespace: str,
+        fp: Fingerprint,
+        compute: Callable[[], tuple[bytes, dict]],
+        stored: Callable[[], Fingerprint] | None,
+        started: float,
     ) -> Lookup:
         value, meta = compute()
-        self.put(namespace, fp, value, meta)
+        self.put(namespace, stored() if stored is not None else fp, value, meta)
         missed = Lookup("miss", bytes(value), dict(meta), 0, self.threshold, _ms(started), (fp.width, fp.height))
         return self._record(missed)
 
@@ -442,9 +512,16 @@ def _ms(started: float) -> float:
 
 
 def _namespace_id(namespace: str) -> str:
+    """The caller's namespace, hashed together with the fingerprint format, so entries
+    fingerprinted another way are never compared with this code's."""
     if not isinstance(namespace, str) or not namespace:
         raise TypeError("namespace must be a non-empty str")
-    return hashlib.sha256(namespace.encode()).hexdigest()[:32]
+    return hashlib.sha256(f"{FINGERPRINT_FORMAT}|{namespace}".encode()).hexdigest()[:32]
+
+
+def _require_pixel_key(fingerprint: Fingerprint) -> None:
+    if fingerprint.pixel_sha is None:
+        raise ValueError("storing needs the fingerprint's pixel_sha (see Fingerprint.keyed)")
 
 
 def _value_key(nsid: str, pixel_sha: str) -> str:

@@ -35,6 +35,12 @@ def reencode(image: Image.Image, fmt: str, **options: object) -> Image.Image:
     return Image.open(io.BytesIO(buffer.getvalue())).convert(image.mode)
 
 
+def stored_print(image: Image.Image, **options: object) -> Fingerprint:
+    """The fingerprint of an entry to store: calibrated on its picture, so it can be found
+    as a near-duplicate."""
+    return Fingerprint.of(image, **options).calibrated(image)
+
+
 def synthetic_fingerprint(seed: int, size: tuple[int, int] = (48, 32)) -> Fingerprint:
     """A distinct random picture per seed (random pictures are far apart in pHash)."""
     pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)

@@ -19,7 +19,7 @@ from PIL import Image
 
 from cache_store import Fingerprint, ResultCache
 from cache_store.result_cache import _namespace_id
-from cache_support import check, connect, reencode, rewrite_value, value_for, value_matches
+from cache_support import check, connect, reencode, rewrite_value, stored_print, value_for, value_matches
 
 NS = "ns"
 
@@ -54,7 +54,7 @@ def test_a_damaged_value_is_recomputed_and_replaced(
     location: Path | str, damage, size: int, photos, caplog: pytest.LogCaptureFixture
 ) -> None:
     image = photos[0]
-    fp = Fingerprint.of(image, raw_sha="ab" * 32)
+    fp = stored_print(image, raw_sha="ab" * 32)
     variant = Fingerprint.of(reencode(image, "WEBP"))
     computed = []
 
@@ -123,7 +123,7 @@ def test_a_tampered_sqlite_row_is_dropped_and_the_namespace_keeps_working(
     how: str, tmp_path: Path, photos, caplog: pytest.LogCaptureFixture
 ) -> None:
     (bad, good) = photos
-    bad_fp, good_fp = Fingerprint.of(bad, raw_sha="01" * 32), Fingerprint.of(good, raw_sha="02" * 32)
+    bad_fp, good_fp = stored_print(bad, raw_sha="01" * 32), stored_print(good, raw_sha="02" * 32)
     with ResultCache(tmp_path) as writer:
         writer.put(NS, bad_fp, value_for(bad_fp, 5_000), {})
         writer.put(NS, good_fp, value_for(good_fp, 5_000), {})
@@ -150,7 +150,7 @@ def test_a_tampered_redis_row_is_dropped_and_the_namespace_keeps_working(
     how: str, redis_url: str, photos, caplog: pytest.LogCaptureFixture
 ) -> None:
     (bad, good) = photos
-    bad_fp, good_fp = Fingerprint.of(bad, raw_sha="01" * 32), Fingerprint.of(good, raw_sha="02" * 32)
+    bad_fp, good_fp = stored_print(bad, raw_sha="01" * 32), stored_print(good, raw_sha="02" * 32)
     with ResultCache(redis_url) as cache, caplog.at_level(logging.WARNING, logger="cache_store"):
         cache.put(NS, bad_fp, value_for(bad_fp, 5_000), {})
         cache.put(NS, good_fp, value_for(good_fp, 5_000), {})
@@ -176,11 +176,11 @@ def test_a_malformed_stream_entry_is_dropped_and_the_namespace_keeps_working(
     how: str, redis_url: str, photos, caplog: pytest.LogCaptureFixture
 ) -> None:
     (first, second) = photos
-    fp = Fingerprint.of(first)
+    fp = stored_print(first)
     with ResultCache(redis_url) as writer:
         writer.put(NS, fp, value_for(fp, 5_000), {})
     plant_stream_entry(redis_url, STREAM_ENTRIES[how])
-    later = Fingerprint.of(second)
+    later = stored_print(second)
     with ResultCache(redis_url) as writer:
         writer.put(NS, later, value_for(later, 5_000), {})  # a good row after the bad one
     with ResultCache(redis_url) as cache, caplog.at_level(logging.WARNING, logger="cache_store"):

@@ -8,7 +8,7 @@ from pathlib import Path
 from PIL import Image
 
 from cache_store import Fingerprint, ResultCache
-from cache_support import check, check_store, connect, indexed_rows, reencode, synthetic_fingerprint, value_for
+from cache_support import check, check_store, connect, indexed_rows, reencode, stored_print, synthetic_fingerprint, value_for
 
 NS = "ns"
 
@@ -30,7 +30,7 @@ def test_size_limit_evicts_least_recently_used_and_the_index_follows(tmp_path: P
 
 def test_expired_entries_miss_and_leave_no_rows(location: Path | str, fitted: dict[str, Image.Image]) -> None:
     image = next(iter(fitted.values()))
-    fp = Fingerprint.of(image, raw_sha="00" * 32)
+    fp = stored_print(image, raw_sha="00" * 32)
     variant = Fingerprint.of(reencode(image, "JPEG", quality=70))
     with ResultCache(location, ttl=1) as cache:
         cache.put(NS, fp, value_for(fp, 100_000), {})
@@ -53,7 +53,7 @@ def test_ttl_zero_keeps_entries(tmp_path: Path) -> None:
 
 def test_a_row_whose_value_file_vanished_is_a_miss_and_is_dropped(tmp_path: Path, fitted) -> None:
     image = next(iter(fitted.values()))
-    fp = Fingerprint.of(image, raw_sha="11" * 32)
+    fp = stored_print(image, raw_sha="11" * 32)
     with ResultCache(tmp_path) as cache:
         cache.put(NS, fp, value_for(fp, 100_000), {})
         for path in tmp_path.glob("*/*/*.val"):
@@ -66,7 +66,7 @@ def test_a_row_whose_value_file_vanished_is_a_miss_and_is_dropped(tmp_path: Path
 
 def test_clear_empties_every_process_view(tmp_path: Path, fitted) -> None:
     image = next(iter(fitted.values()))
-    fp = Fingerprint.of(image)
+    fp = stored_print(image)
     variant = Fingerprint.of(reencode(image, "JPEG", quality=60))
     (tmp_path / "corrupt-20240101-000000-1").mkdir()  # an old moved-aside store
     with ResultCache(tmp_path) as first, ResultCache(tmp_path) as second:

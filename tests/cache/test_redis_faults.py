@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cache_store import Fingerprint, ResultCache
-from cache_support import indexed_rows, reencode, synthetic_fingerprint, value_for
+from cache_support import indexed_rows, reencode, stored_print, synthetic_fingerprint, value_for
 from redis_support import RedisServer, require_redis_server
 
 pytestmark = pytest.mark.redis
@@ -59,7 +59,7 @@ def test_redis_down_at_start_serves_uncached_then_connects(server: RedisServer) 
 
 def test_redis_stopped_mid_run_then_restarted_empty(server: RedisServer, fitted) -> None:
     image = next(iter(fitted.values()))
-    fp, variant = Fingerprint.of(image), Fingerprint.of(reencode(image, "JPEG", quality=70))
+    fp, variant = stored_print(image), Fingerprint.of(reencode(image, "JPEG", quality=70))
     server.start()
     with ResultCache(server.url()) as cache:
         cache.put(NS, fp, b"before", {})

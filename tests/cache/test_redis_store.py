@@ -18,7 +18,7 @@ from PIL import Image
 from cache_store import Fingerprint, ResultCache
 from cache_store.envelope import MAGIC
 from cache_store.redis_store import RedisStore
-from cache_support import indexed_rows, reencode, synthetic_fingerprint, value_for, value_matches
+from cache_support import indexed_rows, reencode, stored_print, synthetic_fingerprint, value_for, value_matches
 from redis_support import RedisServer, check_redis
 
 pytestmark = pytest.mark.redis
@@ -71,7 +71,7 @@ class _Planted:
 
 def test_an_evicted_value_is_a_miss_and_its_alias_and_row_go(redis_url: str, db: redis.Redis, fitted) -> None:
     image = next(iter(fitted.values()))
-    fp = Fingerprint.of(image, raw_sha="11" * 32)
+    fp = stored_print(image, raw_sha="11" * 32)
     variant = Fingerprint.of(reencode(image, "WEBP"))
     with ResultCache(redis_url) as cache, ResultCache(redis_url) as other:
         cache.put(NS, fp, value_for(fp, 10_000), {})
@@ -133,7 +133,7 @@ def test_clear_and_a_flushed_server_empty_every_replica(
     redis_url: str, db: redis.Redis, fitted: dict[str, Image.Image]
 ) -> None:
     image = next(iter(fitted.values()))
-    fp = Fingerprint.of(image)
+    fp = stored_print(image)
     variant = Fingerprint.of(reencode(image, "JPEG", quality=60))
     with ResultCache(redis_url) as first, ResultCache(redis_url) as second:
         first.put(NS, fp, value_for(fp, 50_000), {})

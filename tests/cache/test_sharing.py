@@ -8,7 +8,7 @@ from pathlib import Path
 from PIL import Image
 
 from cache_store import Fingerprint, ResultCache
-from cache_support import indexed_rows, reencode, synthetic_fingerprint, value_for
+from cache_support import indexed_rows, reencode, stored_print, synthetic_fingerprint, value_for
 
 NS = "ns"
 FORK = multiprocessing.get_context("fork")
@@ -23,7 +23,7 @@ def in_child(target, *args) -> None:
 
 def _put_photo(directory: Path, image: Image.Image) -> None:
     with ResultCache(directory) as cache:
-        fp = Fingerprint.of(image)
+        fp = stored_print(image)
         cache.put(NS, fp, b"from another process", {"by": "child"})
 
 
