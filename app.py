@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from stylize_service import build_service, format_duration, settings as settings
 from stylize_service.catalog import StyleStatus, style_catalog
 from stylize_service.result_files import ResultFiles
 from stylize_service.scratch import private_dir
-from stylize_service.service import Job, StylizeService
+from stylize_service.service import MAX_UPLOAD_BYTES, Job, Request, StylizeService
 from stylize_service.warmup import start_warming
 
 log = logging.getLogger("app")
@@ -42,11 +43,13 @@ footer { display: none !important; }
 
 
 class UploadedImage(gr.Image):
-    """An image input that hands over the uploaded file untouched.
+    """An image input that hands over the uploaded file untouched, and only uploaded files.
 
     `gr.Image(type="filepath")` still opens the file with Pillow before returning its
     path, so a broken upload fails inside Gradio with a generic error. Skipping that lets
-    the service hash the raw bytes first and give bad files a clear message.
+    the service hash the raw bytes first and give bad files a clear message. An API caller
+    may also pass an http(s) URL, which Gradio would download without a size cap: refused,
+    so every input goes through the upload route and its size limit.
     """
 
     is_template = True  # rendered by the frontend's Image component
@@ -56,6 +59,19 @@ class UploadedImage(gr.Image):
             return str(payload.path)
         return super().preprocess(payload)
 
+    async def async_move_resource_to_block_cache(self, url_or_file_path):
+        _refuse_url(url_or_file_path)
+        return await super().async_move_resource_to_block_cache(url_or_file_path)
+
+    def move_resource_to_block_cache(self, url_or_file_path):
+        _refuse_url(url_or_file_path)
+        return super().move_resource_to_block_cache(url_or_file_path)
+
+
+def _refuse_url(url_or_file_path) -> None:
+    if url_or_file_path is not None and str(url_or_file_path).lower().startswith(("http://", "https://")):
+        raise gr.Error("This server does not fetch photos from links: upload the photo file itself.")
+
 
 def parse_args(argv: list[str] | None = None) -> settings_module.Settings:
     parser = argparse.ArgumentParser(description="Photo to anime, with a result cache.")
@@ -63,8 +79,8 @@ def parse_args(argv: list[str] | None = None) -> settings_module.Settings:
         parser,
         [
             "host", "port", "share", "mcp", "cache_dir", "cache_url", "no_cache", "cache_size",
-            "ttl", "threshold", "weights_dir", "offline", "download_mirror", "max_side", "precision",
-            "inference_workers", "max_pending",
+            "ttl", "threshold", "cache_scope", "weights_dir", "offline", "download_mirror", "max_side",
+            "precision", "inference_workers", "max_pending",
         ],
     )
     return settings_module.resolve(parser.parse_args(argv))
@@ -114,22 +130,32 @@ def style_markdown(status: StyleStatus) -> str:
     )
 
 
-def build_ui(service: StylizeService, catalog: list[StyleStatus]) -> gr.Blocks:
+def build_ui(service: StylizeService, catalog: list[StyleStatus], *, cache_scope: str = "global") -> gr.Blocks:
     available = [s for s in catalog if s.available]
     missing = [s for s in catalog if not s.available]
     by_name = {s.style.name: s for s in catalog}
     files = ResultFiles()
+    # Three pools, so that no kind of work waits behind a slower kind: reading and hashing
+    # the file (an exact hit ends here), decoding it for a look-up, and the model.
+    receiving = ThreadPoolExecutor(max_workers=4, thread_name_prefix="receive")
     lookups = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lookup")
     inference = ThreadPoolExecutor(max_workers=service.max_pending + 2, thread_name_prefix="miss")
 
-    async def run(image: str | None, style: str, use_cache: bool, progress: gr.Progress):
+    async def run(image: str | None, style: str, use_cache: bool, progress: gr.Progress, request: gr.Request):
+        started = time.perf_counter()  # the badge's time includes any wait for a pool
         if not image:
             raise gr.Error("Upload a photo first (or pick an example).")
         if style not in by_name or not by_name[style].available:
             raise gr.Error(f"The style {style!r} is not available on this server.")
+        scope = getattr(request, "session_hash", None) or "anonymous" if cache_scope == "session" else None
         loop = asyncio.get_running_loop()
         try:
-            result = await loop.run_in_executor(lookups, lambda: service.prepare(image, style, use_cache=use_cache))
+            result = await loop.run_in_executor(
+                receiving,
+                lambda: service.receive(image, style, use_cache=use_cache, scope=scope, started=started),
+            )
+            if isinstance(result, Request):
+                result = await loop.run_in_executor(lookups, lambda: service.look_up(result))
             if isinstance(result, Job):
                 progress(0.0, desc="Waiting for the model")
                 report = lambda done: progress(done, desc="Stylizing")  # noqa: E731
@@ -142,13 +168,13 @@ def build_ui(service: StylizeService, catalog: list[StyleStatus]) -> gr.Blocks:
         path = files.path_for(result.png, style)
         return path, result.badge(), result.cache_info()
 
-    async def stylize(image: str | None, style: str, progress=gr.Progress()):
+    async def stylize(image: str | None, style: str, request: gr.Request, progress=gr.Progress()):
         """Stylize a photo; a photo seen before comes back from the cache in milliseconds."""
-        return await run(image, style, True, progress)
+        return await run(image, style, True, progress, request)
 
-    async def regenerate(image: str | None, style: str, progress=gr.Progress()):
+    async def regenerate(image: str | None, style: str, request: gr.Request, progress=gr.Progress()):
         """Stylize a photo with the model even if it is cached, and refresh the cache."""
-        return await run(image, style, False, progress)
+        return await run(image, style, False, progress, request)
 
     with gr.Blocks(title="Photo to anime", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(
@@ -236,7 +262,7 @@ def main(argv: list[str] | None = None) -> None:
     default = next((status.style.name for status in catalog if status.available), None)
     if default is not None:
         service.stylizer(default)
-    demo = build_ui(service, catalog)
+    demo = build_ui(service, catalog, cache_scope=settings.cache_scope)
     demo.queue(max_size=4 * settings.max_pending + 64, default_concurrency_limit=1)
     if default is not None:
         examples = sorted(EXAMPLES_DIR.glob("*.jpg"))
@@ -246,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
         server_port=settings.port,
         share=settings.share,
         mcp_server=settings.mcp,
-        max_file_size="30mb",
+        max_file_size=MAX_UPLOAD_BYTES,
         theme=gr.themes.Soft(primary_hue="indigo"),
         css=CSS,
     )

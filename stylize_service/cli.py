@@ -156,4 +156,5 @@ def main(argv: list[str] | None = None) -> int:
                 tqdm.write(f"{path}: could not write {target}: {exc}", file=sys.stderr)
                 continue
             tqdm.write(f"{path} -> {target} ({outcome.badge()})")
+    service.close()
     return 1 if failures else 0

@@ -6,7 +6,10 @@ this upload, how many inferences run at once, and how much uncached work may wai
 
 A request runs in two steps so that the app can keep hits off the inference path:
 `prepare` answers from the cache in milliseconds or returns a `Job`; only a `Job` goes to
-`finish`, which waits its turn for the model.
+`finish`, which waits its turn for the model. `prepare` decodes the upload only as far as
+fingerprinting needs (a JPEG at reduced scale); the full decode for the model happens in
+`finish`. After a miss, the new entry is calibrated for the near-duplicate tier in the
+background, once the answer is out (`Calibrator`).
 """
 
 from __future__ import annotations
@@ -14,30 +17,38 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Union
 
 from PIL import Image
 
-from animegan.errors import AnimeGANError
+from animegan.errors import AnimeGANError, ImageError
 from animegan.inference import PIPELINE_VERSION, Stylizer, load_stylizer
-from animegan.intake import DEFAULT_MAX_SIDE, Photo, apply_alpha, open_image
+from animegan.intake import DEFAULT_MAX_SIDE, Photo, apply_alpha, fitted_size, open_image, open_preview
 from animegan.styles import get_style
-from cache_store import Fingerprint, Lookup, ResultCache
+from cache_store import PREVIEW_SIDE, Fingerprint, Lookup, ResultCache
+from cache_store.calibration import CALIBRATION_SIDE
 
+from .calibrator import Calibrator
 from .outcome import Outcome
 
 log = logging.getLogger(__name__)
 
-Source = Union[str, Path, bytes]
+Source = str | Path | bytes
 Progress = Callable[[float], None]
 
 #: PNG compression for stored results: level 3 is ~3x faster than the default 6 for
 #: about 10 % more bytes, which keeps hashing and storing far below 3 % of a miss.
 PNG_COMPRESS_LEVEL = 3
+#: Largest upload read, in bytes; the app's upload limit is the same.
+MAX_UPLOAD_BYTES = 30 << 20
+#: A near-duplicate's output is resized to this upload's size with this filter (see
+#: bench/results/cache.md: time against PSNR to what a miss would have produced).
+FIT_FILTER = Image.Resampling.LANCZOS
 
 
 class BusyError(AnimeGANError):
@@ -45,16 +56,23 @@ class BusyError(AnimeGANError):
 
 
 @dataclass
-class Job:
-    """An upload that the cache could not answer: everything `finish` needs."""
+class Request:
+    """An upload whose file is not cached: everything `look_up` needs."""
 
     started: float
     style: str
     namespace: str
     stylizer: Stylizer
-    photo: Photo
-    fingerprint: Fingerprint | None
+    data: bytes
+    raw_sha: str
     use_cache: bool
+
+
+@dataclass
+class Job(Request):
+    """An upload that the cache could not answer: everything `finish` needs."""
+
+    fingerprint: Fingerprint | None = None
 
 
 def encode_png(image: Image.Image) -> bytes:
@@ -64,12 +82,40 @@ def encode_png(image: Image.Image) -> bytes:
 
 
 def model_view(photo: Photo) -> Image.Image:
-    """The image the model sees, with its alpha: what the cache fingerprints."""
+    """The image the model sees, with its alpha: what the cache keys."""
     if photo.alpha is None:
         return photo.rgb
     rgba = photo.rgb.copy()
     rgba.putalpha(photo.alpha)
     return rgba
+
+
+def read_upload(source: Source, limit: int = MAX_UPLOAD_BYTES) -> bytes:
+    """The upload's bytes, refusing more than `limit` before reading them."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    else:
+        path = Path(source)
+        try:
+            with open(path, "rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                if size > limit:
+                    raise _too_big(size, limit)
+                data = handle.read(limit + 1)
+        except OSError as exc:
+            why = (exc.strerror or str(exc)).lower()
+            raise ImageError(f"Could not open the file {path.name}: {why}.", "not_image") from exc
+    if len(data) > limit:
+        raise _too_big(len(data), limit)
+    return data
+
+
+def _too_big(size: int, limit: int) -> ImageError:
+    return ImageError(
+        f"The uploaded file is {size / 2**20:.1f} MB, more than the {limit >> 20} MB allowed; "
+        "please upload a smaller photo.",
+        "too_large",
+    )
 
 
 class StylizeService:
@@ -95,57 +141,120 @@ class StylizeService:
         self.max_side = max_side or DEFAULT_MAX_SIDE
         self.precision = precision
         self.max_pending = max_pending
+        self.calibrator = Calibrator(inference_workers)
         self._gate = threading.BoundedSemaphore(max(1, inference_workers))
         self._pending = 0
         self._pending_lock = threading.Lock()
 
     # -- the two steps -------------------------------------------------------------
 
-    def prepare(self, source: Source, style: str, *, use_cache: bool = True) -> Outcome | Job:
-        """Answer from the cache, or return the `Job` that `finish` will run.
+    def prepare(
+        self,
+        source: Source,
+        style: str,
+        *,
+        use_cache: bool = True,
+        scope: str | None = None,
+        started: float | None = None,
+    ) -> Outcome | Job:
+        """Answer from the cache, or return the `Job` that `finish` will run: `receive`,
+        then `look_up`.
 
-        Raises `AnimeGANError` subclasses with a user-facing message for a bad upload,
-        an unknown style or missing weights.
+        `scope` keeps the results apart from other scopes' (a visitor's session, say);
+        `started` is when the request arrived (`time.perf_counter()`), so that time spent
+        queueing counts in its latency. Raises `AnimeGANError` subclasses with a
+        user-facing message for a bad upload, an unknown style or missing weights.
         """
-        started = time.perf_counter()
-        data = Path(source).read_bytes() if isinstance(source, (str, Path)) else bytes(source)
+        request = self.receive(source, style, use_cache=use_cache, scope=scope, started=started)
+        return request if isinstance(request, Outcome) else self.look_up(request)
+
+    def receive(
+        self,
+        source: Source,
+        style: str,
+        *,
+        use_cache: bool = True,
+        scope: str | None = None,
+        started: float | None = None,
+    ) -> Outcome | Request:
+        """The exact hit for this very file, or the `Request` to look up: reading and
+        hashing the file only, never decoding it, so no upload can make it slow."""
+        started = time.perf_counter() if started is None else started
+        data = read_upload(source)
         stylizer = self.stylizer(style)
-        namespace = self.namespace(stylizer)
-        cache = self.cache if use_cache else None
+        namespace = self.namespace(stylizer, scope)
         raw_sha = Fingerprint.raw_key(data)
-        if cache is not None:
-            hit = cache.lookup_raw(namespace, raw_sha)
+        if self.cache is not None and use_cache:
+            hit = self.cache.lookup_raw(namespace, raw_sha)
             if hit is not None:
                 return self._outcome(hit, hit.value, style, started)
+        return Request(started, style, namespace, stylizer, data, raw_sha, use_cache)
 
-        photo = open_image(data, max_side=self.max_side)
-        fingerprint = Fingerprint.of(model_view(photo), raw_sha=raw_sha) if self.cache is not None else None
-        if cache is not None and fingerprint is not None:
-            hit = cache.lookup(namespace, fingerprint)
+    def look_up(self, request: Request) -> Outcome | Job:
+        """Decode `request`'s upload as far as fingerprinting needs and answer from the
+        cache, or return the `Job` for the model."""
+        preview = open_preview(request.data, min_side=PREVIEW_SIDE)  # refuses what open_image refuses
+        fingerprint = None
+        if self.cache is not None:
+            fingerprint = Fingerprint.of(
+                preview.image, raw_sha=request.raw_sha, exact=False, box=preview.frame.box, size=preview.size
+            )
+            hit = None
+            if request.use_cache:
+                query = fingerprint
+
+                def exact_key() -> str:  # only for a candidate that looks identical to the upload
+                    photo = open_image(request.data, max_side=self.max_side)
+                    return str(query.keyed(model_view(photo)).pixel_sha)
+
+                hit = self.cache.lookup(request.namespace, fingerprint, pixel_key=exact_key)
             if hit is not None:
-                return self._outcome(hit, self._fit_hit(hit, photo), style, started)
-        return Job(started, style, namespace, stylizer, photo, fingerprint, use_cache)
+                data = request.data
+                alpha = (lambda: open_image(data, max_side=self.max_side).alpha) if preview.has_alpha else _none
+                return self._outcome(hit, self._fit_hit(hit, preview.size, alpha), request.style, request.started)
+        return Job(**vars(request), fingerprint=fingerprint)
 
     def finish(self, job: Job, progress: Progress | None = None) -> Outcome:
-        """Run the model for `job` (once, however many identical requests wait on it)."""
+        """Run the model for `job` (once, however many identical requests wait on it).
+
+        The upload is decoded for the model first; if those very pixels were stored
+        meanwhile (or in another container), that is an exact hit and the model is not run.
+        """
+        photo = open_image(job.data, max_side=self.max_side)
+        cache = self.cache if job.fingerprint is not None else None
+        fingerprint = job.fingerprint.keyed(model_view(photo)) if job.fingerprint is not None else None
+        if cache is not None and fingerprint is not None and job.use_cache:
+            hit = cache.lookup(job.namespace, fingerprint)
+            if hit is not None:
+                fitted = self._fit_hit(hit, photo.info["size"], lambda: photo.alpha)
+                return self._outcome(hit, fitted, job.style, job.started)
+        calibration = None
+
+        def compute() -> tuple[bytes, dict]:
+            nonlocal calibration
+            if fingerprint is not None:  # measured beside the inference, stored with it
+                calibration = self.calibrator.start(fingerprint, lambda: self._calibration_picture(job, photo))
+            with self._gate:
+                output = job.stylizer.stylize(photo.rgb, progress=progress)
+            if photo.alpha is not None:
+                output = apply_alpha(output, photo.alpha)
+            return encode_png(output), {"width": output.width, "height": output.height}
+
+        def stored() -> Fingerprint:
+            assert fingerprint is not None
+            return self.calibrator.result(calibration, fingerprint)
+
         with self._waiting_slot():
-
-            def compute() -> tuple[bytes, dict]:
-                with self._gate:
-                    output = job.stylizer.stylize(job.photo.rgb, progress=progress)
-                if job.photo.alpha is not None:
-                    output = apply_alpha(output, job.photo.alpha)
-                return encode_png(output), {"width": output.width, "height": output.height}
-
-            if self.cache is None or job.fingerprint is None:
+            if cache is None or fingerprint is None:
                 png, _ = compute()
                 return self._generated(job, png, cached=False)
             if not job.use_cache:
                 png, meta = compute()
-                self.cache.put(job.namespace, job.fingerprint, png, meta)
+                cache.put(job.namespace, stored(), png, meta)
                 return self._generated(job, png, cached=False)
-            result = self.cache.get_or_compute(job.namespace, job.fingerprint, compute)
-            return self._outcome(result, self._fit_hit(result, job.photo), job.style, job.started)
+            result = cache.get_or_compute(job.namespace, fingerprint, compute, stored=stored)
+        fitted = self._fit_hit(result, photo.info["size"], lambda: photo.alpha)
+        return self._outcome(result, fitted, job.style, job.started)
 
     def stylize(
         self,
@@ -159,24 +268,29 @@ class StylizeService:
         result = self.prepare(source, style, use_cache=use_cache)
         return result if isinstance(result, Outcome) else self.finish(result, progress)
 
+    def close(self) -> None:
+        self.calibrator.close()
+
     # -- models and namespaces -----------------------------------------------------
 
     def stylizer(self, style: str) -> Stylizer:
         get_style(style)  # an unknown name is a user error, not a missing file
         return load_stylizer(style, weights_dir=self.weights_dir, precision=self.precision)
 
-    def namespace(self, stylizer: Stylizer) -> str:
-        """Everything that changes the output, so a new model or setting never hits stale entries."""
-        return "|".join(
-            [
-                stylizer.style.name,
-                stylizer.weights_sha256[:16],
-                stylizer.precision,
-                f"side{self.max_side}",
-                PIPELINE_VERSION,
-                "png",
-            ]
-        )
+    def namespace(self, stylizer: Stylizer, scope: str | None = None) -> str:
+        """Everything that changes the output, so a new model or setting never hits stale
+        entries; with a `scope`, results are shared only within it."""
+        parts = [
+            stylizer.style.name,
+            stylizer.weights_sha256[:16],
+            stylizer.precision,
+            f"side{self.max_side}",
+            PIPELINE_VERSION,
+            "png",
+        ]
+        if scope:
+            parts.append(f"scope={scope}")
+        return "|".join(parts)
 
     # -- helpers -------------------------------------------------------------------
 
@@ -200,24 +314,33 @@ class StylizeService:
         """Uncached requests now waiting for or running on the model."""
         return self._pending
 
-    def _fit_hit(self, hit: Lookup, photo: Photo) -> bytes:
+    def _fit_hit(
+        self, hit: Lookup, upload_size: tuple[int, int], alpha: Callable[[], Image.Image | None]
+    ) -> bytes:
         """The cached output as a miss would have produced it for this upload.
 
-        An identical picture (exact) is served byte for byte. A near-duplicate made from
-        another size is resized to this upload's size, and this upload's alpha (if any)
-        replaces the cached one.
+        An identical picture (exact) is served byte for byte, and so is a near-duplicate
+        whose output already has this upload's size, if the upload has no alpha: no decode,
+        no re-encode. Otherwise the output is resized to this upload's size, and this
+        upload's `alpha()` (if any) replaces the cached one.
         """
         if hit.kind in ("exact", "coalesced", "miss"):
             return hit.value
-        cached = Image.open(io.BytesIO(hit.value))
-        if cached.size == photo.rgb.size and photo.alpha is None:
+        target = fitted_size(upload_size, self.max_side)
+        mask = alpha()
+        if _png_size(hit.value) == target and mask is None:
             return hit.value
-        output = cached.convert("RGB")
-        if output.size != photo.rgb.size:
-            output = output.resize(photo.rgb.size, Image.Resampling.LANCZOS)
-        if photo.alpha is not None:
-            output = apply_alpha(output, photo.alpha)
-        return encode_png(output)
+        output = Image.open(io.BytesIO(hit.value)).convert("RGB")
+        if output.size != target:
+            output = output.resize(target, FIT_FILTER)
+        return encode_png(apply_alpha(output, mask))
+
+    def _calibration_picture(self, job: Job, photo: Photo) -> Image.Image:
+        """What the new entry is calibrated on: the model's view when it is at least the
+        calibration size, else the upload decoded to that size (when it has it)."""
+        if self.max_side >= CALIBRATION_SIDE:
+            return model_view(photo)
+        return model_view(open_image(job.data, max_side=CALIBRATION_SIDE))
 
     def _outcome(self, hit: Lookup, png: bytes, style: str, started: float) -> Outcome:
         width, height = _png_size(png)
@@ -245,6 +368,10 @@ class StylizeService:
             latency_ms=(time.perf_counter() - job.started) * 1000,
             cached=cached,
         )
+
+
+def _none() -> None:
+    return None
 
 
 def _png_size(png: bytes) -> tuple[int, int]:

@@ -57,6 +57,7 @@ class Settings:
     cache_size: int = 1 << 30
     ttl: float = 7 * 24 * 3600.0
     threshold: int | None = None
+    cache_scope: str = "global"
     weights_dir: Path | None = None
     offline: bool = False
     download_mirror: str | None = None
@@ -78,6 +79,7 @@ _OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "cache_size": ("ANIMEGAN_CACHE_SIZE", _size, "cache byte budget, e.g. 1GB (default)"),
     "ttl": ("ANIMEGAN_TTL", float, "seconds a cached result lives (default 7 days; 0 = keep)"),
     "threshold": ("ANIMEGAN_THRESHOLD", int, "fuzzy-tier pHash distance in bits (0 = exact only)"),
+    "cache_scope": ("ANIMEGAN_CACHE_SCOPE", str, "global (default): results shared by all visitors; session: per visitor"),
     "weights_dir": ("ANIMEGAN_WEIGHTS_DIR", Path, "directory holding the generator weights"),
     "offline": ("ANIMEGAN_OFFLINE", _bool, "never download missing weights"),
     "download_mirror": (
@@ -91,6 +93,8 @@ _OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "max_pending": ("ANIMEGAN_MAX_PENDING", int, "uncached requests allowed to wait before 'busy'"),
 }
 
+_CHOICES = {"precision": ["auto", "fp32", "bf16"], "cache_scope": ["global", "session"]}
+
 _BOOL_FLAGS = {"share", "mcp", "no_cache", "offline"}
 
 
@@ -102,7 +106,7 @@ def add_arguments(parser: argparse.ArgumentParser, names: list[str]) -> None:
         if name in _BOOL_FLAGS:
             parser.add_argument(flag, action="store_true", default=None, help=f"{help_text} [{env}]")
         else:
-            choices = ["auto", "fp32", "bf16"] if name == "precision" else None
+            choices = _CHOICES.get(name)
             parser.add_argument(flag, type=parse, default=None, choices=choices, help=f"{help_text} [{env}]")
 
 
@@ -124,4 +128,7 @@ def resolve(args: argparse.Namespace | None = None, environ: dict[str, str] | No
                 values[field.name] = parse(raw)
             except ValueError as exc:
                 raise SystemExit(f"error: {env}={raw!r} is not valid: {exc}") from None
+            choices = _CHOICES.get(field.name)
+            if choices is not None and values[field.name] not in choices:
+                raise SystemExit(f"error: {env}={raw!r} must be one of {', '.join(choices)}")
     return Settings(**values)
