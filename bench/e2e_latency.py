@@ -28,23 +28,26 @@ def _by_kind(calls: list[Call]) -> dict[str, list[Call]]:
 
 def latency_per_outcome(work: Path, weights_dir: Path, photos: list[Path], repeats: int,
                         burst_photos: list[Path], burst_clients: int) -> dict:
-    """Misses, exact and fuzzy hits vs no-op round trips (app defaults), then identical bursts."""
+    """Misses, exact and fuzzy hits vs no-op round trips (app defaults), then identical bursts.
+
+    Each photo is uploaded as a 1200 px JPEG (a miss), then again (exact), and as a 0.8x
+    WebP of it (the near-duplicate case of the issue); the no-op app gets the same files.
+    """
     uploads = work / "uploads-latency"
-    qualities = range(95, 94 - -(-repeats // len(photos)), -1)
-    per_photo = [workloads.write(workloads.jpeg_quality_copies(p, qualities), uploads) for p in photos]
-    fuzzy_copies = [path for round_ in zip(*per_photo) for path in round_]  # every upload a new file
+    pairs = [workloads.write(workloads.large_and_reduced(p), uploads) for p in photos]
+    originals, fuzzy_copies = [pair[0] for pair in pairs], [pair[1] for pair in pairs]
     calls: dict[str, list[Call]] = {"miss": [], "exact": [], "fuzzy": [], "noop": [], "noop_sized": [],
                                     "noop_fuzzy": []}
     with real_app(work, weights_dir) as app:
         real = client(app.url)
-        calls["miss"] = [call(real, p, "miss") for p in photos]
+        calls["miss"] = [call(real, p, "miss") for p in originals]
         reply = Path(calls["miss"][0].output)
         with noop_app(work, reply=reply) as floor:
             noop = client(floor.url)
             for _ in range(WARM_UP_CALLS):
-                call(real, photos[0]), call(noop, photos[0]), call(noop, photos[0], api_name="/stylize_sized")
+                call(real, originals[0]), call(noop, originals[0]), call(noop, originals[0], api_name="/stylize_sized")
             for i in range(repeats):
-                photo, copy = photos[i % len(photos)], fuzzy_copies[i % len(fuzzy_copies)]
+                photo, copy = originals[i % len(originals)], fuzzy_copies[i % len(fuzzy_copies)]
                 pairs = [
                     ("exact", lambda: call(real, photo, "exact")),
                     ("noop", lambda: call(noop, photo, "noop")),
@@ -68,6 +71,7 @@ def _latency_report(calls: dict[str, list[Call]]) -> dict:
             "exact": summary([c.ms for c in by_kind.get("exact", [])]),
             "fuzzy": summary([c.ms for c in by_kind.get("fuzzy", [])]),
             "noop": summary([c.ms for c in calls["noop"] + calls["noop_fuzzy"]]),
+            "noop_fuzzy": summary([c.ms for c in calls["noop_fuzzy"]]),
             "noop_sized": summary([c.ms for c in calls["noop_sized"]]),
         },
         "service_ms": {  # the service's own time, from cache_info
@@ -95,6 +99,8 @@ def _latency_report(calls: dict[str, list[Call]]) -> dict:
             for kind in ("exact", "fuzzy", "miss") if rt[kind].get("n")
             for floor in ("noop", "noop_sized")
         }
+        if rt["fuzzy"].get("n") and rt["noop_fuzzy"].get("n"):  # the very same WebP file, both apps
+            report["ratios"]["fuzzy_vs_noop_same_file"] = rt["fuzzy"]["median"] / rt["noop_fuzzy"]["median"]
     return report
 
 

@@ -12,7 +12,14 @@ import re
 import time
 from pathlib import Path
 
-from bench.e2e_markdown import BUSY_VS_IDLE_GOAL, HIT_VS_NOOP_GOAL, MISS_OVERHEAD_GOAL_PCT, machine_line, ms
+from bench.e2e_markdown import (
+    BUSY_VS_IDLE_GOAL,
+    FUZZY_VS_NOOP_GOAL,
+    HIT_VS_NOOP_GOAL,
+    MISS_OVERHEAD_GOAL_PCT,
+    machine_line,
+    ms,
+)
 from bench.machine import machine_info
 
 BENCH = Path(__file__).resolve().parent
@@ -35,13 +42,14 @@ def e2e_headlines(r: dict) -> list[str]:
     if "latency" in r:
         lat = r["latency"]
         rt, ratio = lat["round_trip_ms"], lat.get("ratios", {})
-        exact, fuzzy = ratio.get("exact_vs_noop"), ratio.get("fuzzy_vs_noop")
+        exact, fuzzy = ratio.get("exact_vs_noop"), ratio.get("fuzzy_vs_noop_same_file")
         if exact is not None:
             rows.append(f"| exact hit vs no-op Gradio round trip | {exact:.2f}x ({ms(rt['exact']['median'])} vs "
                         f"{ms(rt['noop']['median'])}) | ≤ {HIT_VS_NOOP_GOAL}x | {_ok(exact <= HIT_VS_NOOP_GOAL)} |")
         if fuzzy is not None:
-            rows.append(f"| near-duplicate hit vs no-op | {fuzzy:.2f}x ({ms(rt['fuzzy']['median'])}) | "
-                        f"≤ {HIT_VS_NOOP_GOAL}x | {_ok(fuzzy <= HIT_VS_NOOP_GOAL)} |")
+            rows.append(f"| near-duplicate hit (0.8x WebP of a 1200 px JPEG) vs no-op round trip of the same file | "
+                        f"{fuzzy:.2f}x ({ms(rt['fuzzy']['median'])} vs {ms(rt['noop_fuzzy']['median'])}) | "
+                        f"≤ {FUZZY_VS_NOOP_GOAL}x | {_ok(fuzzy <= FUZZY_VS_NOOP_GOAL)} |")
         if rt.get("miss", {}).get("n"):
             rows.append(f"| miss (model, default size) | {ms(rt['miss']['median'])} "
                         f"({ratio.get('miss_vs_noop', 0):.0f}x no-op) | – | |")

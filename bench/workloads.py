@@ -103,6 +103,19 @@ def jpeg_quality_copies(path: Path, qualities: range) -> list[Request]:
     return [Request(path.name, f"jpeg_q{q}", encode(image, "JPEG", quality=q)) for q in qualities]
 
 
+def large_and_reduced(path: Path, side: int = 1200, factor: float = 0.8) -> list[Request]:
+    """The issue's near-duplicate case: the photo as a `side` px JPEG (stylized first), and
+    a `factor` x WebP of it (the near-duplicate that is looked up)."""
+    image = _rgb(path)
+    scale = side / max(image.size)
+    large = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS)
+    reduced = large.resize((round(large.width * factor), round(large.height * factor)), Image.Resampling.LANCZOS)
+    return [
+        Request(path.name, f"jpeg_{side}px", encode(large, "JPEG", quality=90)),
+        Request(path.name, f"webp_{factor}x", encode(reduced, "WEBP", quality=80)),
+    ]
+
+
 def distinct_pictures(paths: list[Path]) -> list[Request]:
     """Three different pictures per photo (as is, mirrored, top half): for queued misses.
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from PIL import Image
 
 from animegan.intake import open_image, open_preview
@@ -132,3 +133,66 @@ def as_png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "PNG", compress_level=1)
     return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class Curve:
+    """Per threshold, the share of must-hit uploads served their own photo and the share of
+    the others served anything wrong, with verification and with pHash alone."""
+
+    thresholds: list[int]
+    recall: list[float]
+    false_hits: list[float]
+    phash_recall: list[float]
+    phash_false_hits: list[float]
+
+
+def curves(photos: Mapping[str, Image.Image], prints: Mapping[str, Fingerprint], thresholds: list[int]) -> Curve:
+    """Every contract edit of every photo, judged at each threshold as `ResultCache.lookup`
+    judges it (the nearest candidate that verifies; pHash only: the nearest candidate)."""
+    from cache_store.result_cache import FUZZY_CANDIDATES
+    from cache_store.verify import mismatch
+
+    names = list(prints)
+    hashes = np.array([prints[name].phash for name in names], dtype=np.uint64)
+    rows = {name: _Row(fp) for name, fp in prints.items()}
+    must_hit = {edit.name for edit in MUST_HIT}
+    judged = []  # (expected, own photo, [(distance, name, verified)] nearest first)
+    for index, name in enumerate(names):
+        source = decoded(upload_of(photos[name]))
+        donor = photos[names[(index + 1) % len(names)]]
+        detector = ChangeDetector(source)
+        for edit in (*MUST_HIT, *MUST_MISS):
+            upload = edit.apply(source, donor)
+            expected = "hit" if edit.name in must_hit else ("miss" if detector.changed(decoded(upload)) else "either")
+            fp = query(upload)
+            distances = np.bitwise_count(hashes ^ np.uint64(fp.phash))
+            near = [(int(distances[i]), names[i]) for i in np.argsort(distances, kind="stable") if distances[i] <= max(thresholds)]
+            judged.append((expected, name, [(d, n, mismatch(fp, rows[n]) is None) for d, n in near]))
+    out = Curve(thresholds, [], [], [], [])
+    for t in thresholds:
+        counts = {"hit": 0, "good": 0, "bad": 0, "phash_good": 0, "phash_bad": 0, "judged": 0}
+        for expected, own, near in judged:
+            within = [(d, n, ok) for d, n, ok in near if d <= t]
+            served = next((n for d, n, ok in within[:FUZZY_CANDIDATES] if ok), None)
+            loose = within[0][1] if within else None
+            if expected == "hit":
+                counts["hit"] += 1
+                counts["good"] += served == own
+                counts["phash_good"] += loose == own
+            counts["judged"] += 1
+            counts["bad"] += served is not None and (served != own or expected == "miss")
+            counts["phash_bad"] += loose is not None and (loose != own or expected == "miss")
+        out.recall.append(counts["good"] / counts["hit"])
+        out.phash_recall.append(counts["phash_good"] / counts["hit"])
+        out.false_hits.append(counts["bad"] / counts["judged"])
+        out.phash_false_hits.append(counts["phash_bad"] / counts["judged"])
+    return out
+
+
+class _Row:
+    """A stored row as the verifier sees it."""
+
+    def __init__(self, fp: Fingerprint) -> None:
+        self.signature = fp.signature + (fp.tolerances or b"")
+        self.width, self.height, self.has_alpha = fp.width, fp.height, fp.has_alpha

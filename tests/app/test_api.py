@@ -80,3 +80,17 @@ def test_examples_are_exact_hits_on_the_first_visit(client, running_app_process)
     for example in EXAMPLES:
         _, badge, info = call(client, example)
         assert info["kind"] == "exact" and badge.startswith("exact hit"), example.name
+
+
+def test_a_photo_given_as_a_link_is_refused_without_fetching_it(client, unseen_photos):
+    """Gradio would download an http(s) input path with no size cap; the app refuses it."""
+    from http_support import running_server
+
+    with running_server() as site:
+        site.serve("/photo.jpg", unseen_photos[0].read_bytes())
+        with pytest.raises(AppError) as error:
+            client.predict(handle_file(site.url("/photo.jpg")), "hayao", api_name="/stylize")
+        assert site.requests == []  # nothing was fetched
+    assert "link" in str(error.value).lower()
+    _, _, info = call(client, unseen_photos[0])  # the same photo uploaded as a file works
+    assert info["kind"] in ("miss", "exact")

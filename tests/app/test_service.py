@@ -146,3 +146,40 @@ def test_uncached_service(weights_dir, photo_paths):
     service = StylizeService(None, weights_dir=weights_dir, max_side=TEST_MAX_SIDE)
     outcome = service.stylize(photo_paths[0], "hayao")
     assert outcome.kind == "miss" and not outcome.cached
+
+
+def test_the_latency_counts_from_the_requests_arrival(service, photo_paths):
+    """The app passes when a request arrived, so time spent waiting for a thread counts."""
+    import time
+
+    photo = photo_paths[0]
+    service.stylize(photo, "hayao")
+    waited = service.prepare(photo, "hayao", started=time.perf_counter() - 2.0)
+    assert waited.kind == "exact" and waited.latency_ms >= 2000
+
+
+def test_an_upload_over_the_size_limit_is_refused_before_it_is_read(service, tmp_path):
+    from stylize_service.service import MAX_UPLOAD_BYTES
+
+    big = tmp_path / "big.jpg"
+    with open(big, "wb") as handle:
+        handle.truncate(MAX_UPLOAD_BYTES + 1)  # sparse: nothing is written
+    with pytest.raises(ImageError) as refused:
+        service.stylize(big, "hayao")
+    assert refused.value.reason == "too_large" and "MB" in str(refused.value)
+
+
+def test_a_near_duplicate_of_the_same_output_size_is_served_byte_for_byte(service, photo_paths):
+    """A resized copy that fits to the same size as the original: the stored PNG as it is."""
+    source = Image.open(photo_paths[-1]).convert("RGB")
+    big = source.resize((2000, 1400), Image.Resampling.LANCZOS)  # both sizes fit to the same 256 x 179
+    first = service.stylize(reencode_image(big, "JPEG", quality=92), "hayao")
+    copy = big.resize((round(big.width * 0.8), round(big.height * 0.8)), Image.Resampling.BICUBIC)
+    near = service.stylize(reencode_image(copy, "WEBP", quality=80), "hayao")
+    assert near.kind == "fuzzy" and near.png == first.png
+
+
+def reencode_image(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
