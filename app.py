@@ -24,7 +24,8 @@ from pathlib import Path
 import gradio as gr
 
 from animegan.errors import AnimeGANError
-from stylize_service import build_service, format_duration, settings as settings_module
+from stylize_service import build_service, format_duration
+from stylize_service import settings as settings_module
 from stylize_service.catalog import StyleStatus, style_catalog
 from stylize_service.result_files import ResultFiles
 from stylize_service.scratch import private_dir
@@ -78,9 +79,24 @@ def parse_args(argv: list[str] | None = None) -> settings_module.Settings:
     settings_module.add_arguments(
         parser,
         [
-            "host", "port", "share", "mcp", "cache_dir", "cache_url", "no_cache", "cache_size",
-            "ttl", "threshold", "cache_scope", "weights_dir", "offline", "download_mirror", "max_side",
-            "precision", "inference_workers", "max_pending",
+            "host",
+            "port",
+            "share",
+            "mcp",
+            "cache_dir",
+            "cache_url",
+            "no_cache",
+            "cache_size",
+            "ttl",
+            "threshold",
+            "cache_scope",
+            "weights_dir",
+            "offline",
+            "download_mirror",
+            "max_side",
+            "precision",
+            "inference_workers",
+            "max_pending",
         ],
     )
     return settings_module.resolve(parser.parse_args(argv))
@@ -103,7 +119,9 @@ def stats_markdown(service: StylizeService) -> str:
     stats = cache.stats()
     lines = []
     if not getattr(cache, "healthy", True):
-        lines.append(f"**Cache unavailable**: {getattr(cache, 'status_message', '')} Requests still work, uncached.\n")
+        lines.append(
+            f"**Cache unavailable**: {getattr(cache, 'status_message', '')} Requests still work, uncached.\n"
+        )
     lines += [
         f"**Hit rate** {stats.get('hit_rate', 0.0) * 100:.1f} % of {stats.get('lookups', 0)} look-ups · "
         f"**{stats.get('entries', 0)}** results · **{stats.get('bytes', 0) / 2**20:.1f} MB** · "
@@ -130,7 +148,9 @@ def style_markdown(status: StyleStatus) -> str:
     )
 
 
-def build_ui(service: StylizeService, catalog: list[StyleStatus], *, cache_scope: str = "global") -> gr.Blocks:
+def build_ui(
+    service: StylizeService, catalog: list[StyleStatus], *, cache_scope: str = "global"
+) -> gr.Blocks:
     available = [s for s in catalog if s.available]
     missing = [s for s in catalog if not s.available]
     by_name = {s.style.name: s for s in catalog}
@@ -206,7 +226,9 @@ def build_ui(service: StylizeService, catalog: list[StyleStatus], *, cache_scope
                 note = gr.HTML(style_markdown(available[0]) if available else "")
                 with gr.Row():
                     go = gr.Button("Stylize", variant="primary", interactive=bool(available), scale=2)
-                    again = gr.Button("Regenerate (skip cache)", variant="secondary", interactive=bool(available), scale=1)
+                    again = gr.Button(
+                        "Regenerate (skip cache)", variant="secondary", interactive=bool(available), scale=1
+                    )
                 if missing:
                     with gr.Accordion("Styles not installed", open=False):
                         gr.Markdown("\n".join(f"- **{s.style.label}**: {s.note}" for s in missing))
@@ -214,11 +236,17 @@ def build_ui(service: StylizeService, catalog: list[StyleStatus], *, cache_scope
                 with gr.Tabs():
                     with gr.Tab("Result"):
                         output = gr.Image(
-                            label="Anime", type="filepath", format="png", interactive=False,
-                            buttons=["download", "fullscreen"], height=420,
+                            label="Anime",
+                            type="filepath",
+                            format="png",
+                            interactive=False,
+                            buttons=["download", "fullscreen"],
+                            height=420,
                         )
                     with gr.Tab("Before / after"):
-                        slider = gr.ImageSlider(label="Before / after", type="filepath", interactive=False, height=420)
+                        slider = gr.ImageSlider(
+                            label="Before / after", type="filepath", interactive=False, height=420
+                        )
                 badge = gr.Textbox(label="Cache", interactive=False, elem_id="badge", max_lines=1)
                 with gr.Accordion("Details (cache_info)", open=False):
                     info = gr.JSON(label="cache_info")
@@ -232,13 +260,25 @@ def build_ui(service: StylizeService, catalog: list[StyleStatus], *, cache_scope
         with gr.Accordion("Cache", open=True):
             stats = gr.Markdown(stats_markdown(service))
 
-        style.change(lambda name: style_markdown(by_name[name]) if name in by_name else "", style, note,
-                     api_visibility="private", queue=False)
+        style.change(
+            lambda name: style_markdown(by_name[name]) if name in by_name else "",
+            style,
+            note,
+            api_visibility="private",
+            queue=False,
+        )
         for button, fn, name in [(go, stylize, "stylize"), (again, regenerate, "regenerate")]:
             button.click(
-                fn, [image, style], [output, badge, info], api_name=name, concurrency_limit=None,
+                fn,
+                [image, style],
+                [output, badge, info],
+                api_name=name,
+                concurrency_limit=None,
             ).success(
-                lambda before, after: (before, after), [image, output], slider, api_visibility="private",
+                lambda before, after: (before, after),
+                [image, output],
+                slider,
+                api_visibility="private",
                 queue=False,
             ).then(lambda: stats_markdown(service), None, stats, api_visibility="private", queue=False)
         gr.Timer(5).tick(lambda: stats_markdown(service), None, stats, api_visibility="private", queue=False)

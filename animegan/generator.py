@@ -53,9 +53,7 @@ def _source_positions(
     return low, high, positions - low
 
 
-def resize_window(
-    x: Tensor, out_window: Window, in_window: Window, size: tuple[int, int]
-) -> Tensor:
+def resize_window(x: Tensor, out_window: Window, in_window: Window, size: tuple[int, int]) -> Tensor:
     """Bilinear align-corners resize of tile ``x`` to ``size`` as part of the whole image.
 
     Works on a channels-last view, where gathering rows and columns copies contiguous runs

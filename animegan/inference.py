@@ -152,10 +152,7 @@ class Stylizer:
         """
         height, width = x.shape[-2:]
         scale = self.tile_size / math.sqrt(height * width)
-        size = [
-            max(MIN_SIDE, round(side * scale / self._stride) * self._stride)
-            for side in (height, width)
-        ]
+        size = [max(MIN_SIDE, round(side * scale / self._stride) * self._stride) for side in (height, width)]
         return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
 
     def _prepare(self, x: Tensor) -> Tensor:

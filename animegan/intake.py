@@ -275,9 +275,7 @@ def _from_array(array: np.ndarray) -> Image.Image:
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
-        raise ImageError(
-            f"An image array must be HxW, HxWx3 or HxWx4, not {array.shape}.", "unsupported"
-        )
+        raise ImageError(f"An image array must be HxW, HxWx3 or HxWx4, not {array.shape}.", "unsupported")
     if array.size == 0:
         raise ImageError("The image array is empty.", "empty")
     if array.dtype == np.uint16:
@@ -301,8 +299,7 @@ def _check_size(size: tuple[int, int], max_pixels: int) -> None:
         )
     if min(width, height) < MIN_SIDE:
         raise ImageError(
-            f"The image is only {width}x{height} pixels; each side must be at least "
-            f"{MIN_SIDE} pixels.",
+            f"The image is only {width}x{height} pixels; each side must be at least {MIN_SIDE} pixels.",
             "too_small",
         )
     if max(width, height) / min(width, height) > MAX_ASPECT:

@@ -41,9 +41,7 @@ class WholeImageNorm(nn.GroupNorm):
         mean, var = self.stats
         scale = self.weight.float() * torch.rsqrt(var + self.eps)
         shift = self.bias.float() - mean * scale
-        return torch.addcmul(
-            shift.to(x.dtype).view(1, -1, 1, 1), x, scale.to(x.dtype).view(1, -1, 1, 1)
-        )
+        return torch.addcmul(shift.to(x.dtype).view(1, -1, 1, 1), x, scale.to(x.dtype).view(1, -1, 1, 1))
 
 
 @contextmanager

@@ -106,7 +106,7 @@ def shrunk_to_8bit(image: Image.Image, factor: int) -> Image.Image:
     return out
 
 
-def _converter(image: Image.Image):  # noqa: ANN202 - a small closure factory
+def _converter(image: Image.Image):
     """How a strip of `image` becomes 8-bit: Pillow's own conversion, or a scaling to 0..255
     of 16-bit, 32-bit and float greyscale, by a range taken from the whole image."""
     mode = image.mode
@@ -130,7 +130,9 @@ def _converter(image: Image.Image):  # noqa: ANN202 - a small closure factory
 
 
 def _grey(values: np.ndarray, low: float, high: float) -> Image.Image:
-    scaled = np.nan_to_num(values - low, nan=0.0, posinf=high - low, neginf=0.0) * (255.0 / max(high - low, 1e-12))
+    scaled = np.nan_to_num(values - low, nan=0.0, posinf=high - low, neginf=0.0) * (
+        255.0 / max(high - low, 1e-12)
+    )
     return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8))
 
 

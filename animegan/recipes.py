@@ -61,9 +61,7 @@ def animeganv2_int8_tflite(model: TFLiteModel) -> Arrays:
             arrays += [model.constant(weight).transpose(3, 0, 1, 2), model.constant(bias)]
         elif op.kind in ("MUL", "SUB"):
             arrays += [
-                model.constant(i)
-                for i in op.inputs
-                if model.is_constant(i) and len(model.shape(i)) == 1
+                model.constant(i) for i in op.inputs if model.is_constant(i) and len(model.shape(i)) == 1
             ]
     return arrays
 
@@ -105,9 +103,7 @@ def convert(style: Style, data: bytes) -> dict[str, Tensor]:
     state = {}
     for (key, like), array in zip(template.items(), arrays):
         if tuple(like.shape) != array.shape:
-            raise TFLiteFormatError(
-                f"{key} needs shape {tuple(like.shape)}, the graph gives {array.shape}"
-            )
+            raise TFLiteFormatError(f"{key} needs shape {tuple(like.shape)}, the graph gives {array.shape}")
         state[key] = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
     model.load_state_dict(state, strict=True)
     return model.state_dict()

@@ -93,8 +93,7 @@ class Style:
         if self.recipe is not None:
             source = self.recipe.source
             return (
-                f"built from {source.repository}@{source.commit[:12]}:{source.path} "
-                f"({self.recipe.summary})"
+                f"built from {source.repository}@{source.commit[:12]}:{source.path} ({self.recipe.summary})"
             )
         return f"downloaded from {self.url}" if self.url else "provided by hand"
 

@@ -205,7 +205,6 @@ def read_weights(path: Path, expected_sha256: str | None = None) -> LoadedWeight
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     ):
         raise WeightsCorruptError(
-            f"The weights file {path} does not hold a state dict of tensors; "
-            "replace it with the right file."
+            f"The weights file {path} does not hold a state dict of tensors; replace it with the right file."
         )
     return LoadedWeights(path=path, sha256=sha256, state_dict=state)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["WhiteboxGenerator", "SIZE_MULTIPLE", "RECEPTIVE_RADIUS"]
+__all__ = ["RECEPTIVE_RADIUS", "SIZE_MULTIPLE", "WhiteboxGenerator"]
 
 SIZE_MULTIPLE = 4
 """H and W must be multiples of this: two stride-2 stages are undone by two 2x upsamples."""

@@ -22,8 +22,12 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 #: The separate benchmarks present, the usual ones first.
 _ORDER = ("engine", "cache", "redis", "whitebox")
-SEPARATE = tuple(sorted((p.stem.removeprefix("bench_") for p in BENCH.glob("bench_*.py")),
-                        key=lambda name: (_ORDER.index(name) if name in _ORDER else len(_ORDER), name)))
+SEPARATE = tuple(
+    sorted(
+        (p.stem.removeprefix("bench_") for p in BENCH.glob("bench_*.py")),
+        key=lambda name: (_ORDER.index(name) if name in _ORDER else len(_ORDER), name),
+    )
+)
 ALL = (*SEPARATE, "e2e")
 #: A stuck benchmark must not hold up the others forever.
 SEPARATE_TIMEOUT_S = 900
@@ -32,10 +36,14 @@ SEPARATE_TIMEOUT_S = 900
 def run_separate(name: str) -> tuple[str, float]:
     started = time.monotonic()
     print(f"[bench] {name}: python -m bench.bench_{name}", flush=True)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
     try:
-        done = subprocess.run([sys.executable, "-m", f"bench.bench_{name}"], cwd=REPO, env=env,
-                              timeout=SEPARATE_TIMEOUT_S)
+        done = subprocess.run(
+            [sys.executable, "-m", f"bench.bench_{name}"], cwd=REPO, env=env, timeout=SEPARATE_TIMEOUT_S
+        )
         status = "ok" if done.returncode == 0 else f"failed (exit {done.returncode})"
     except subprocess.TimeoutExpired:
         status = f"stopped after {SEPARATE_TIMEOUT_S} s"
@@ -63,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         try:
             code = e2e.main(["--quick"] if args.quick else [])
-        except Exception:  # noqa: BLE001 - the summary is still written from what exists
+        except Exception:
             traceback.print_exc()
             code = 1
         statuses["e2e"] = ("ok" if code == 0 else f"failed (exit {code})", time.monotonic() - started)

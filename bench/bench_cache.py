@@ -37,18 +37,17 @@ import numpy as np
 from PIL import Image
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from animegan.intake import DEFAULT_MAX_SIDE, fitted_size, open_image, open_preview  # noqa: E402
-from bench.machine import machine_info  # noqa: E402
-from cache_store import DEFAULT_THRESHOLD, PREVIEW_SIDE, Fingerprint, ResultCache  # noqa: E402
-from cache_store.calibration import CALIBRATION_SIDE  # noqa: E402
-from cache_store.hamming import HammingIndex  # noqa: E402
-from cache_store.result_cache import FUZZY_CANDIDATES  # noqa: E402
-from cache_store.signature import SIZE as SIGNATURE_SIZE  # noqa: E402
-from cache_store.verify import REFERENCE_SIZE  # noqa: E402
-from stylize_service.service import FIT_FILTER, StylizeService, encode_png, model_view  # noqa: E402
-from tests import contract_check, photo_classes  # noqa: E402
+from animegan.intake import DEFAULT_MAX_SIDE, fitted_size, open_image, open_preview
+from bench.machine import machine_info
+from cache_store import DEFAULT_THRESHOLD, PREVIEW_SIDE, Fingerprint, ResultCache
+from cache_store.hamming import HammingIndex
+from cache_store.result_cache import FUZZY_CANDIDATES
+from cache_store.signature import SIZE as SIGNATURE_SIZE
+from cache_store.verify import REFERENCE_SIZE
+from stylize_service.service import FIT_FILTER, StylizeService, encode_png
+from tests import contract_check, photo_classes
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
@@ -58,7 +57,7 @@ WEIGHTS = Path(os.environ.get("ANIMEGAN_WEIGHTS_DIR") or SHARED / "weights")
 STYLE = "hayao"
 FILL = 100_000
 SCAN_SIZES = (10_000, 100_000, 1_000_000)
-THRESHOLDS = list(range(0, 25))
+THRESHOLDS = list(range(25))
 
 
 def timed(action: Callable[[], object], repeat: int) -> list[float]:
@@ -97,7 +96,7 @@ def filler(rng: np.random.Generator) -> Fingerprint:
 # -- 1. what a hit costs the service ----------------------------------------------------------
 
 
-def hit_latencies(workdir: Path, photo: Image.Image) -> dict:
+def hit_latencies(workdir: Path, photo: Image.Image, other: Image.Image) -> dict:
     cache = ResultCache(workdir / "hits", size_limit=1 << 31)
     service = StylizeService(cache, weights_dir=WEIGHTS)
     namespace = service.namespace(service.stylizer(STYLE))
@@ -105,8 +104,12 @@ def hit_latencies(workdir: Path, photo: Image.Image) -> dict:
     for _ in range(FILL):
         cache.put(namespace, filler(rng), b"x" * 64, {})
 
-    megapixel = encoded(photo.resize((1224, 816), Image.Resampling.LANCZOS), "JPEG", quality=90)
-    twelve = photo.resize((1200, 800), Image.Resampling.LANCZOS)
+    megapixel = encoded(
+        photo.resize((1224, round(1224 * photo.height / photo.width)), Image.Resampling.LANCZOS),
+        "JPEG",
+        quality=90,
+    )
+    twelve = other.resize((1200, round(1200 * other.height / other.width)), Image.Resampling.LANCZOS)
     original = encoded(twelve, "JPEG", quality=90)
     webp = encoded(twelve.resize((960, 640), Image.Resampling.LANCZOS), "WEBP", quality=80)
     out: dict = {"entries": FILL}
@@ -117,14 +120,19 @@ def hit_latencies(workdir: Path, photo: Image.Image) -> dict:
     assert service.stylize(original, STYLE).kind == "miss"
     cases = {
         "exact hit, 1 MP JPEG": megapixel,
-        "near-duplicate, 1 MP JPEG re-encoded at q75": encoded(Image.open(io.BytesIO(megapixel)), "JPEG", quality=75),
+        "near-duplicate, 1 MP JPEG re-encoded at q75": encoded(
+            Image.open(io.BytesIO(megapixel)), "JPEG", quality=75
+        ),
         "near-duplicate, 0.8x WebP of a 1200 px JPEG": webp,
     }
     out["cases"] = {}
     for label, data in cases.items():
         kinds = {service.prepare(data, STYLE).kind for _ in range(3)}
         assert kinds == {"exact" if label.startswith("exact") else "fuzzy"}, (label, kinds)
-        out["cases"][label] = {"total": timed(lambda d=data: service.prepare(d, STYLE), 40), **_steps(service, namespace, data)}
+        out["cases"][label] = {
+            "total": timed(lambda d=data: service.prepare(d, STYLE), 40),
+            **_steps(service, namespace, data),
+        }
     out["kind"] = {label: service.prepare(data, STYLE).kind for label, data in cases.items()}
     out["calibration"] = timed(lambda: Fingerprint.of(twelve).calibrated(twelve), 5)
     out["fingerprint_miss"] = timed(lambda: open_preview(original, min_side=PREVIEW_SIDE), 10)
@@ -138,7 +146,9 @@ def _steps(service: StylizeService, namespace: str, data: bytes) -> dict:
     query = Fingerprint.of(preview.image, exact=False, box=preview.frame.box, size=preview.size)
     hit = service.cache.lookup(namespace, query)
     steps = {
-        "sha256 of the file + raw look-up": timed(lambda: service.cache.lookup_raw(namespace, Fingerprint.raw_key(data)), 40),
+        "sha256 of the file + raw look-up": timed(
+            lambda: service.cache.lookup_raw(namespace, Fingerprint.raw_key(data)), 40
+        ),
         "reduced decode (open_preview)": timed(lambda: open_preview(data, min_side=PREVIEW_SIDE), 40),
         "fingerprint (pHash + signature)": timed(
             lambda: Fingerprint.of(preview.image, exact=False, box=preview.frame.box, size=preview.size), 40
@@ -173,7 +183,10 @@ def contract(workdir: Path, photos: dict[str, Image.Image]) -> dict:
 # -- 3. fitting a near-duplicate's output to another size -------------------------------------
 
 
-FILTERS = {name: getattr(Image.Resampling, name) for name in ("NEAREST", "BILINEAR", "HAMMING", "BICUBIC", "LANCZOS", "BOX")}
+FILTERS = {
+    name: getattr(Image.Resampling, name)
+    for name in ("NEAREST", "BILINEAR", "HAMMING", "BICUBIC", "LANCZOS", "BOX")
+}
 
 
 def fit_filters(photos: list[Image.Image]) -> dict:
@@ -185,12 +198,16 @@ def fit_filters(photos: list[Image.Image]) -> dict:
     for photo in photos:
         stored = stylizer.stylize(open_image(photo, max_side=DEFAULT_MAX_SIDE).rgb)
         for factor in (0.6, 0.8):
-            upload = photo.resize((round(photo.width * factor), round(photo.height * factor)), Image.Resampling.LANCZOS)
+            upload = photo.resize(
+                (round(photo.width * factor), round(photo.height * factor)), Image.Resampling.LANCZOS
+            )
             truth = stylizer.stylize(open_image(upload, max_side=DEFAULT_MAX_SIDE).rgb)
             for name, resample in FILTERS.items():
                 ms[name] += timed(lambda: encode_png(stored.resize(truth.size, resample)), 3)
                 psnr[name].append(_psnr(stored.resize(truth.size, resample), truth))
-    return {name: {"ms": statistics.median(ms[name]), "psnr": statistics.median(psnr[name])} for name in FILTERS}
+    return {
+        name: {"ms": statistics.median(ms[name]), "psnr": statistics.median(psnr[name])} for name in FILTERS
+    }
 
 
 def _psnr(a: Image.Image, b: Image.Image) -> float:
@@ -209,7 +226,10 @@ def scans(workdir: Path) -> dict[int, dict[str, float]]:
         hashes = rng.integers(0, 2**64, size=size, dtype=np.uint64)
         index = HammingIndex()
         index.extend(np.arange(1, size + 1, dtype=np.int64), hashes)
-        ours = [timed(lambda q=q: index.nearest(int(q), DEFAULT_THRESHOLD, FUZZY_CANDIDATES), 1)[0] for q in queries]
+        ours = [
+            timed(lambda q=q: index.nearest(int(q), DEFAULT_THRESHOLD, FUZZY_CANDIDATES), 1)[0]
+            for q in queries
+        ]
         db = sqlite3.connect(workdir / f"seed_{size}.db")
         db.execute("CREATE TABLE entries (id INTEGER PRIMARY KEY, phash TEXT)")
         db.executemany("INSERT INTO entries (phash) VALUES (?)", ((f"{int(h):016x}",) for h in hashes))
@@ -217,8 +237,11 @@ def scans(workdir: Path) -> dict[int, dict[str, float]]:
         target = imagehash.hex_to_hash(f"{int(queries[0]):016x}")
 
         def seed_style() -> list[int]:
-            return [i for i, text in db.execute("SELECT id, phash FROM entries")
-                    if target - imagehash.hex_to_hash(text) <= DEFAULT_THRESHOLD]
+            return [
+                i
+                for i, text in db.execute("SELECT id, phash FROM entries")
+                if target - imagehash.hex_to_hash(text) <= DEFAULT_THRESHOLD
+            ]
 
         baseline = timed(seed_style, 3 if size <= 10_000 else 1)
         db.close()
@@ -244,12 +267,22 @@ def plot(scan: dict, curve: contract_check.Curve) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     for axis, (ours, loose, title) in zip(
         (left, right),
-        ((curve.recall, curve.phash_recall, "must-hit uploads served their own photo (recall)"),
-         (curve.false_hits, curve.phash_false_hits, "uploads served something they do not show")),
+        (
+            (curve.recall, curve.phash_recall, "must-hit uploads served their own photo (recall)"),
+            (curve.false_hits, curve.phash_false_hits, "uploads served something they do not show"),
+        ),
     ):
-        axis.plot(curve.thresholds, [100 * v for v in ours], "k-", linewidth=2.5, label="pHash + verification (cache_store)")
+        axis.plot(
+            curve.thresholds,
+            [100 * v for v in ours],
+            "k-",
+            linewidth=2.5,
+            label="pHash + verification (cache_store)",
+        )
         axis.plot(curve.thresholds, [100 * v for v in loose], "r--", label="pHash only")
-        axis.axvline(DEFAULT_THRESHOLD, color="grey", linestyle=":", label=f"default ({DEFAULT_THRESHOLD} bits)")
+        axis.axvline(
+            DEFAULT_THRESHOLD, color="grey", linestyle=":", label=f"default ({DEFAULT_THRESHOLD} bits)"
+        )
         axis.set(xlabel="pHash threshold (bits)", ylabel="%", title=title)
         axis.grid(True, alpha=0.3)
         axis.legend(fontsize=8)
@@ -278,8 +311,10 @@ def report(hits: dict, con: dict, fits: dict, scan: dict, seconds: float) -> str
     ]
     for label, case in hits["cases"].items():
         goal = "≤ 8 ms" if label.startswith("near") else "≤ 3 ms"
-        lines.append(f"| {label}, {hits['entries'] // 1000}k entries: the service's own time (median) | "
-                     f"{med(case['total'])} | {goal} |")
+        lines.append(
+            f"| {label}, {hits['entries'] // 1000}k entries: the service's own time (median) | "
+            f"{med(case['total'])} | {goal} |"
+        )
     lines += [
         f"| contract at full size, {con['photos']} photos, threshold {t}: false hits | "
         f"{s['false_hits']} of {s['must_miss'] + s['must_hit'] + s['unchanged']} uploads | 0 |",
@@ -295,8 +330,12 @@ def report(hits: dict, con: dict, fits: dict, scan: dict, seconds: float) -> str
         "",
     ]
     for label, case in hits["cases"].items():
-        lines += [f"**{label}** ({hits['kind'][label]}): {med(case['total'])} in all.", "",
-                  "| step | median |", "|---|---|"]
+        lines += [
+            f"**{label}** ({hits['kind'][label]}): {med(case['total'])} in all.",
+            "",
+            "| step | median |",
+            "|---|---|",
+        ]
         lines += [f"| {step} | {med(samples)} |" for step, samples in case.items() if step != "total"]
         lines.append("")
     lines += [
@@ -323,9 +362,11 @@ def report(hits: dict, con: dict, fits: dict, scan: dict, seconds: float) -> str
     ]
     for i, bits in enumerate(curve.thresholds):
         if bits % 2 == 0 or bits == t:
-            lines.append(f"| {bits}{' (default)' if bits == t else ''} | {100 * curve.recall[i]:.1f} % | "
-                         f"{100 * curve.false_hits[i]:.2f} % | {100 * curve.phash_recall[i]:.1f} % | "
-                         f"{100 * curve.phash_false_hits[i]:.1f} % |")
+            lines.append(
+                f"| {bits}{' (default)' if bits == t else ''} | {100 * curve.recall[i]:.1f} % | "
+                f"{100 * curve.false_hits[i]:.2f} % | {100 * curve.phash_recall[i]:.1f} % | "
+                f"{100 * curve.phash_false_hits[i]:.1f} % |"
+            )
     lines += [
         "",
         "![recall and false hits per threshold](cache_recall.png)",
@@ -350,8 +391,10 @@ def report(hits: dict, con: dict, fits: dict, scan: dict, seconds: float) -> str
         "| entries | cache_store | seed-style | speed-up |",
         "|---:|---:|---:|---:|",
     ]
-    lines += [f"| {size:,} | {row['ours']:.3f} ms | {row['baseline']:,.0f} ms | {row['baseline'] / row['ours']:,.0f}x |"
-              for size, row in scan.items()]
+    lines += [
+        f"| {size:,} | {row['ours']:.3f} ms | {row['baseline']:,.0f} ms | {row['baseline'] / row['ours']:,.0f}x |"
+        for size, row in scan.items()
+    ]
     lines += ["", "![scan](cache_scan.png)", ""]
     return "\n".join(lines)
 
@@ -367,7 +410,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_cache_") as tmp:
         workdir = Path(tmp)
         print("hit latencies (fills 100k entries) ...", flush=True)
-        hits = hit_latencies(workdir, photos[sorted(photos)[len(photos) // 2]])
+        names = sorted(photos)
+        hits = hit_latencies(workdir, photos[names[len(names) // 2]], photos[names[len(names) // 2 + 1]])
         print("contract ...", flush=True)
         con = contract(workdir, photos)
         print("fit filters ...", flush=True)

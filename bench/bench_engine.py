@@ -42,8 +42,12 @@ SIDES = (256, 512, 768, 1024)
 MISS_TARGET_S = 1.2
 BIG_SIZE = (4000, 3000)
 RSS_LIMIT_MB = 2500
-TILING_PHOTOS = ("face_bryandlee_05.jpg", "people_terryky_pakutaso.jpg", "scene_bryandlee_1.jpg",
-                 "scene_animeganv3_33.jpg")
+TILING_PHOTOS = (
+    "face_bryandlee_05.jpg",
+    "people_terryky_pakutaso.jpg",
+    "scene_bryandlee_1.jpg",
+    "scene_animeganv3_33.jpg",
+)
 
 
 def psnr(a: Image.Image, b: Image.Image) -> float:
@@ -102,13 +106,18 @@ def latency_rows(repeats: int) -> list[dict]:
         print(f"[engine] latency round {round_} done", flush=True)
     rows = []
     for side, image in images.items():
-        rows.append({
-            "side": side, "size": image.size, "reference_s": min(times[side, "reference"]),
-            "ours_s": min(times[side, "ours"]), "ours_fp32_s": min(times[side, "ours_fp32"]),
-            "ours_median_s": statistics.median(times[side, "ours"]),
-            "psnr_ours": psnr(outputs[side, "ours"], outputs[side, "reference"]),
-            "psnr_ours_fp32": psnr(outputs[side, "ours_fp32"], outputs[side, "reference"]),
-        })
+        rows.append(
+            {
+                "side": side,
+                "size": image.size,
+                "reference_s": min(times[side, "reference"]),
+                "ours_s": min(times[side, "ours"]),
+                "ours_fp32_s": min(times[side, "ours_fp32"]),
+                "ours_median_s": statistics.median(times[side, "ours"]),
+                "psnr_ours": psnr(outputs[side, "ours"], outputs[side, "reference"]),
+                "psnr_ours_fp32": psnr(outputs[side, "ours_fp32"], outputs[side, "reference"]),
+            }
+        )
         print(f"[engine] {side}: {rows[-1]}", flush=True)
     return rows
 
@@ -159,8 +168,14 @@ print(json.dumps({"mode": mode, "size": [width, height], "precision": precision,
 def peak_rss(mode: str, size: tuple[int, int]) -> dict:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     args = [mode, str(size[0]), str(size[1]), str(WEIGHTS), str(PHOTOS / LATENCY_PHOTO)]
-    done = subprocess.run([sys.executable, "-c", _RSS_CHILD, *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=800)
+    done = subprocess.run(
+        [sys.executable, "-c", _RSS_CHILD, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=800,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"{mode} {size} failed: {done.stderr[-2000:]}")
     row = json.loads(done.stdout.strip().splitlines()[-1])
@@ -193,26 +208,32 @@ def choose_max_side(rows: list[dict]) -> int:
     return max(within) if within else min(row["side"] for row in rows)
 
 
-def write_markdown(machine: dict, latency: list[dict], tiling: list[dict], memory: list[dict],
-                   repeats: int) -> None:
+def write_markdown(
+    machine: dict, latency: list[dict], tiling: list[dict], memory: list[dict], repeats: int
+) -> None:
     chosen = choose_max_side(latency)
     auto = load_stylizer("hayao", weights_dir=WEIGHTS, precision="auto", device="cpu").precision
     lines = [
-        "# Engine: model latency and precision", "",
+        "# Engine: model latency and precision",
+        "",
         f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['ram_gib']} GiB RAM, "
         f"ISA {machine['isa'] or 'baseline'}; torch {machine['torch']}, "
         f"Python {machine['python']}; "
         f"{machine['date']}. Shared box: other processes may run at the same time, so read the "
-        "ratios (measured interleaved in one process), not the absolute times.", "",
-        "`python -m bench.bench_engine [--fp32-big]` regenerates this file.", "",
-        "## Cache-miss latency (Hayao, photo `" + LATENCY_PHOTO + "` fitted to each side)", "",
+        "ratios (measured interleaved in one process), not the absolute times.",
+        "",
+        "`python -m bench.bench_engine [--fp32-big]` regenerates this file.",
+        "",
+        "## Cache-miss latency (Hayao, photo `" + LATENCY_PHOTO + "` fitted to each side)",
+        "",
         f"Fastest of {repeats} rounds after a warm-up round; each round runs every size and "
         "variant once, so a burst of load from another process spoils one round of all of "
         "them (the median of ours is in the last column). *Reference*: the same generator "
         "and weights, float32, NCHW, default torch settings, one pass, `torch.no_grad`. "
-        f"*Ours*: `Stylizer.stylize` at precision \"auto\" (here: **{auto}**: channels-last, "
+        f'*Ours*: `Stylizer.stylize` at precision "auto" (here: **{auto}**: channels-last, '
         "inference mode, padding to the stride), and the same at float32. PSNR is against the "
-        "reference output (8-bit RGB).", "",
+        "reference output (8-bit RGB).",
+        "",
         "| longest side | size | reference s | ours (auto) s | ratio | PSNR dB | ours fp32 s "
         "| ratio | PSNR dB | ours median s |",
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -222,12 +243,16 @@ def write_markdown(machine: dict, latency: list[dict], tiling: list[dict], memor
             f"| {r['side']} | {r['size'][0]}x{r['size'][1]} | {r['reference_s']:.3f} | "
             f"{r['ours_s']:.3f} | {r['ours_s'] / r['reference_s']:.2f}x | {r['psnr_ours']:.1f} | "
             f"{r['ours_fp32_s']:.3f} | {r['ours_fp32_s'] / r['reference_s']:.2f}x | "
-            f"{r['psnr_ours_fp32']:.1f} | {r['ours_median_s']:.3f} |")
+            f"{r['psnr_ours_fp32']:.1f} | {r['ours_median_s']:.3f} |"
+        )
     lines += [
-        "", f"**DEFAULT_MAX_SIDE**: the largest side whose miss stays within about a second "
+        "",
+        f"**DEFAULT_MAX_SIDE**: the largest side whose miss stays within about a second "
         f"({MISS_TARGET_S:.1f} s) "
-        f"here is **{chosen}** (`animegan.intake.DEFAULT_MAX_SIDE` = {DEFAULT_MAX_SIDE}).", "",
-        "## Tiling: tiled output against one untiled pass (float32)", "",
+        f"here is **{chosen}** (`animegan.intake.DEFAULT_MAX_SIDE` = {DEFAULT_MAX_SIDE}).",
+        "",
+        "## Tiling: tiled output against one untiled pass (float32)",
+        "",
         "Images larger than the tile budget (`TILE_SIZE`² pixels: 1024² at bf16, 768² at fp32) "
         "run "
         "in overlapping tiles with feathered blending; each tile resamples where the whole image "
@@ -235,28 +260,42 @@ def write_markdown(machine: dict, latency: list[dict], tiling: list[dict], memor
         "once on the image downscaled to the budget. With the *exact* statistics the tiles "
         "reproduce an untiled pass to >= 55 dB (tests/engine/test_tiling.py), so the gap below is "
         "the downscaled statistics: uniform over the image (no seams), and larger the further "
-        "the image exceeds the budget. Columns: budget side (pixel budget = side²).", "",
-        "| photo | size | 768 | 512 | 384 |", "|---|---|---:|---:|---:|",
+        "the image exceeds the budget. Columns: budget side (pixel budget = side²).",
+        "",
+        "| photo | size | 768 | 512 | 384 |",
+        "|---|---|---:|---:|---:|",
     ]
     for r in tiling:
-        lines.append(f"| {r['photo']} | {r['size'][0]}x{r['size'][1]} | "
-                     + " | ".join(f"{r[t]:.1f}" for t in (768, 512, 384)) + " |")
+        lines.append(
+            f"| {r['photo']} | {r['size'][0]}x{r['size'][1]} | "
+            + " | ".join(f"{r[t]:.1f}" for t in (768, 512, 384))
+            + " |"
+        )
     lines += [
-        "", "## Peak memory (fresh process per case, VmHWM)", "",
-        "Seconds include loading the model (and, for auto, the bf16 check).", "",
-        "| case | size | precision | seconds | peak RSS MB |", "|---|---|---|---:|---:|",
+        "",
+        "## Peak memory (fresh process per case, VmHWM)",
+        "",
+        "Seconds include loading the model (and, for auto, the bf16 check).",
+        "",
+        "| case | size | precision | seconds | peak RSS MB |",
+        "|---|---|---|---:|---:|",
     ]
     for r in memory:
         case = "reference (untiled)" if r["mode"] == "reference" else "ours (tiles above budget)"
-        lines.append(f"| {case} | {r['size'][0]}x{r['size'][1]} | {r['precision']} | "
-                     f"{r['seconds']:.1f} | {r['peak_rss_mb']:.0f} |")
+        lines.append(
+            f"| {case} | {r['size'][0]}x{r['size'][1]} | {r['precision']} | "
+            f"{r['seconds']:.1f} | {r['peak_rss_mb']:.0f} |"
+        )
     big = [r for r in memory if r["mode"] != "reference" and tuple(r["size"]) == BIG_SIZE]
     if big:
         worst = max(r["peak_rss_mb"] for r in big)
         verdict = "within" if worst < RSS_LIMIT_MB else "OVER"
-        lines += ["", f"A {BIG_SIZE[0]}x{BIG_SIZE[1]} photo at full resolution peaks at "
-                  f"{worst:.0f} MB at most: {verdict} the {RSS_LIMIT_MB} MB limit. The untiled "
-                  "reference would need about 1.7 KB per pixel (~21 GB) and is not run."]
+        lines += [
+            "",
+            f"A {BIG_SIZE[0]}x{BIG_SIZE[1]} photo at full resolution peaks at "
+            f"{worst:.0f} MB at most: {verdict} the {RSS_LIMIT_MB} MB limit. The untiled "
+            "reference would need about 1.7 KB per pixel (~21 GB) and is not run.",
+        ]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"[engine] wrote {RESULTS}; DEFAULT_MAX_SIDE by this run: {chosen}", flush=True)

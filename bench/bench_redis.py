@@ -38,9 +38,9 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from animegan.intake import DEFAULT_MAX_SIDE, open_image  # noqa: E402
 from bench.bench_cache import timed  # noqa: E402
 from bench.machine import machine_info  # noqa: E402
-from animegan.intake import DEFAULT_MAX_SIDE, open_image  # noqa: E402
 from cache_store import Fingerprint, ResultCache  # noqa: E402
 from cache_store.result_cache import _namespace_id  # noqa: E402
 from stylize_service.service import StylizeService  # noqa: E402
@@ -69,8 +69,13 @@ def jpeg(path: Path, quality: int) -> bytes:
 
 def synthetic(rng: np.random.Generator) -> Fingerprint:
     return Fingerprint(
-        pixel_sha=rng.bytes(32).hex(), phash=int(rng.integers(0, 2**64, dtype=np.uint64)),
-        signature=rng.bytes(384), width=768, height=512, has_alpha=False, raw_sha=rng.bytes(32).hex(),
+        pixel_sha=rng.bytes(32).hex(),
+        phash=int(rng.integers(0, 2**64, dtype=np.uint64)),
+        signature=rng.bytes(384),
+        width=768,
+        height=512,
+        has_alpha=False,
+        raw_sha=rng.bytes(32).hex(),
     )
 
 
@@ -88,8 +93,23 @@ class Server:
     def start(self) -> None:
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.directory), "--maxmemory", "4gb", "--maxmemory-policy", "allkeys-lru"],
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+                "--maxmemory",
+                "4gb",
+                "--maxmemory-policy",
+                "allkeys-lru",
+            ],
             stdout=subprocess.DEVNULL,
         )
         client = self.client()
@@ -235,8 +255,16 @@ def while_down(server: Server) -> dict:
 # -- report ---------------------------------------------------------------------------------------
 
 
-def report(info: dict, redis_version: str, real: dict, scale: dict, mem: dict, replicas: dict, down: dict,
-           seconds: float) -> str:
+def report(
+    info: dict,
+    redis_version: str,
+    real: dict,
+    scale: dict,
+    mem: dict,
+    replicas: dict,
+    down: dict,
+    seconds: float,
+) -> str:
     kib = lambda n: f"{n / 1024:,.0f} KiB"  # noqa: E731
     r, d = real["redis"], real["disk"]
     stream_row = scale["redis"]["stream_per_row"]
@@ -273,7 +301,11 @@ def report(info: dict, redis_version: str, real: dict, scale: dict, mem: dict, r
         (f"fuzzy hit, API, {len(r['png'])} results stored", d["api_fuzzy"], r["api_fuzzy"]),
         (f"exact hit, API, {FILL:,} entries", scale["disk"]["exact"], scale["redis"]["exact"]),
         (f"fuzzy hit, API, {FILL:,} entries", scale["disk"]["fuzzy"], scale["redis"]["fuzzy"]),
-        ("`stats()` (the cache panel, every 5 s per open page)", scale["disk"]["stats"], scale["redis"]["stats"]),
+        (
+            "`stats()` (the cache panel, every 5 s per open page)",
+            scale["disk"]["stats"],
+            scale["redis"]["stats"],
+        ),
     ]
     for name, disk_ms, redis_ms in rows:
         ratio = statistics.median(redis_ms) / statistics.median(disk_ms)
@@ -281,7 +313,7 @@ def report(info: dict, redis_version: str, real: dict, scale: dict, mem: dict, r
     lines += [
         f"| miss, service (model run, for scale) | {med(d['miss'])} | {med(r['miss'])} | |",
         "",
-        f"| once per process or per write | diskcache | Redis |",
+        "| once per process or per write | diskcache | Redis |",
         "|---|---:|---:|",
         f"| a fresh process's first fuzzy lookup: loads the {FILL:,}-row index | {scale['disk']['index_load_ms']:.0f} ms "
         f"| {scale['redis']['index_load_ms']:.0f} ms |",
@@ -360,7 +392,7 @@ def report(info: dict, redis_version: str, real: dict, scale: dict, mem: dict, r
         "exact hits still work), the epoch (every replica reloads its index) or the counters (statistics restart). "
         "TTL: the app's `--ttl` (default 7 days) becomes each key's Redis expiry; streams are trimmed by age.",
         "",
-        "**Persistence.** It is a cache: `save \"\"` and `appendonly no` (as benchmarked) cost nothing and a restart "
+        '**Persistence.** It is a cache: `save ""` and `appendonly no` (as benchmarked) cost nothing and a restart '
         "starts cold (replicas notice the new epoch and reload; the model refills the cache). If cold starts are "
         "expensive (many replicas, high miss cost), enable RDB snapshots (`save 3600 1`) and budget the fork's "
         "copy-on-write (up to 2x memory under heavy writes); AOF buys nothing for a cache.",
@@ -396,7 +428,9 @@ def main() -> None:
             down = while_down(server)
         finally:
             server.stop()
-    text = report(machine_info(), redis_version, real, scale, mem, replicas, down, time.perf_counter() - started)
+    text = report(
+        machine_info(), redis_version, real, scale, mem, replicas, down, time.perf_counter() - started
+    )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "redis.md").write_text(text)
     print(text)

@@ -33,11 +33,16 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
+from cache_support import disk_usage, open_files, synthetic_fingerprint, value_files, value_for  # noqa: E402
+
 from bench.e2e_markdown import machine_line  # noqa: E402
 from bench.machine import machine_info  # noqa: E402
-from cache_store import Fingerprint, ResultCache, envelope  # noqa: E402
-from cache_store import result_cache  # noqa: E402
-from cache_support import disk_usage, open_files, synthetic_fingerprint, value_files, value_for  # noqa: E402
+from cache_store import (  # noqa: E402
+    Fingerprint,
+    ResultCache,
+    envelope,
+    result_cache,
+)
 
 RESULTS = REPO / "bench" / "results"
 PHOTOS = Path(os.environ.get("ANIMEGAN_PHOTOS_DIR") or REPO.parent / "shared" / "photos")
@@ -77,12 +82,14 @@ def unchecked_unpack(blob: bytes):
 
 
 def checksums(value: bytes) -> dict[str, float]:
-    return interleaved({
-        "CRC-32 (zlib)": lambda: zlib.crc32(value),
-        "Adler-32 (zlib)": lambda: zlib.adler32(value),
-        "BLAKE2b-128": lambda: hashlib.blake2b(value, digest_size=16).digest(),
-        "SHA-256": lambda: hashlib.sha256(value).digest(),
-    })
+    return interleaved(
+        {
+            "CRC-32 (zlib)": lambda: zlib.crc32(value),
+            "Adler-32 (zlib)": lambda: zlib.adler32(value),
+            "BLAKE2b-128": lambda: hashlib.blake2b(value, digest_size=16).digest(),
+            "SHA-256": lambda: hashlib.sha256(value).digest(),
+        }
+    )
 
 
 def hit_path(workdir: Path, image: Image.Image, value: bytes) -> dict[str, float]:
@@ -118,10 +125,19 @@ def budget(workdir: Path, photos: list[Path]) -> dict:
             sizes.append(len(value))
             usage.append(disk_usage(directory))
         stats = cache.stats()
-    files = {name: (directory / name).stat().st_size for name in ("cache.db", "cache.db-wal", "cache.db-shm")
-             if (directory / name).exists()}
-    return {"limit": limit, "sizes": sizes, "usage": usage, "entries": stats["entries"],
-            "reported": stats["bytes"], "files": files}
+    files = {
+        name: (directory / name).stat().st_size
+        for name in ("cache.db", "cache.db-wal", "cache.db-shm")
+        if (directory / name).exists()
+    }
+    return {
+        "limit": limit,
+        "sizes": sizes,
+        "usage": usage,
+        "entries": stats["entries"],
+        "reported": stats["bytes"],
+        "files": files,
+    }
 
 
 def open_descriptors(workdir: Path) -> list[int]:

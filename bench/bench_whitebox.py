@@ -88,9 +88,7 @@ def main() -> None:
         for model, (factory, filename) in MODELS.items()
         for prec in PRECISIONS
     }
-    timings: dict[tuple[str, str, int], list[float]] = {
-        key + (side,): [] for key in nets for side in SIDES
-    }
+    timings: dict[tuple[str, str, int], list[float]] = {key + (side,): [] for key in nets for side in SIDES}
     psnr: dict[tuple[str, int], float] = {}
     shapes: dict[int, tuple[int, int]] = {}
     load_before = os.getloadavg()[0]

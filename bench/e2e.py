@@ -51,12 +51,19 @@ class Plan:
     sweep_photos: int = 20
 
 
-QUICK = Plan(latency_repeats=8, hits_per_client=8, mixed_clients=4, mixed_per_client=5, replay_photos=2,
-             scan_sizes=(100, 1_000), sweep_photos=4)
+QUICK = Plan(
+    latency_repeats=8,
+    hits_per_client=8,
+    mixed_clients=4,
+    mixed_per_client=5,
+    replay_photos=2,
+    scan_sizes=(100, 1_000),
+    sweep_photos=4,
+)
 
 
 def pick(photos: list[Path], prefix: str, count: int, skip: int = 0) -> list[Path]:
-    chosen = [p for p in photos if p.name.startswith(prefix)][skip: skip + count]
+    chosen = [p for p in photos if p.name.startswith(prefix)][skip : skip + count]
     if len(chosen) < count:
         raise SystemExit(f"need {count + skip} photos named {prefix}* in the photos folder")
     return chosen
@@ -71,26 +78,42 @@ def run_parts(parts: list[str], plan: Plan) -> dict:
     faces, scenes = "face_", "scene_animeganv3_"
     # Two thirds portraits (small), one third 1024 px scenes: the model's cost spans both.
     scene_count = max(1, plan.replay_photos // 3)
-    replay_photos = pick(photos, faces, plan.replay_photos - scene_count) + pick(photos, scenes, scene_count, skip=6)
+    replay_photos = pick(photos, faces, plan.replay_photos - scene_count) + pick(
+        photos, scenes, scene_count, skip=6
+    )
 
     def load(env: dict[str, str] | None) -> dict:
         return e2e_load.hits_under_load(
-            work, weights, pick(photos, faces, 6), pick(photos, faces, 10, skip=6) + pick(photos, scenes, 6),
-            hit_clients=2, load_clients=plan.load_clients, hits_per_client=plan.hits_per_client, env=env)
+            work,
+            weights,
+            pick(photos, faces, 6),
+            pick(photos, faces, 10, skip=6) + pick(photos, scenes, 6),
+            hit_clients=2,
+            load_clients=plan.load_clients,
+            hits_per_client=plan.hits_per_client,
+            env=env,
+        )
 
     jobs: dict[str, Callable[[], dict]] = {
         "latency": lambda: e2e_latency.latency_per_outcome(
-            work, weights, pick(photos, scenes, 6), plan.latency_repeats,
-            pick(photos, "scene_bryandlee_", 3), plan.burst_clients),
+            work,
+            weights,
+            pick(photos, scenes, 6),
+            plan.latency_repeats,
+            pick(photos, "scene_bryandlee_", 3),
+            plan.burst_clients,
+        ),
         "load": lambda: load(None),
         "load_one_thread": lambda: load({"OMP_NUM_THREADS": "1"}),
         "mixed": lambda: e2e_load.mixed_clients(
-            work, weights, pick(photos, faces, 8), plan.mixed_clients, plan.mixed_per_client),
+            work, weights, pick(photos, faces, 8), plan.mixed_clients, plan.mixed_per_client
+        ),
         "replay": lambda: e2e_replay.measure(replay_photos, replay_photos, _default_max_side(), weights),
         "curves": lambda: {
             "scan": e2e_cache_curves.scan_time(list(plan.scan_sizes)),
-            "sweep": e2e_cache_curves.threshold_sweep(photos[:: max(1, len(photos) // plan.sweep_photos)],
-                                                      list(range(0, 17)), _default_max_side()),
+            "sweep": e2e_cache_curves.threshold_sweep(
+                photos[:: max(1, len(photos) // plan.sweep_photos)], list(range(17)), _default_max_side()
+            ),
         },
     }
     results: dict = {"machine": machine_info(), "runs": {}}
@@ -100,9 +123,13 @@ def run_parts(parts: list[str], plan: Plan) -> dict:
             print(f"[e2e] {part} ...", flush=True)
             results[part] = jobs[part]()
             seconds = time.monotonic() - started
-            results["runs"][part] = {"seconds": seconds, "date": time.strftime("%Y-%m-%d %H:%M"),
-                                     "quick": plan == QUICK, "plan": plan.__dict__,
-                                     "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
+            results["runs"][part] = {
+                "seconds": seconds,
+                "date": time.strftime("%Y-%m-%d %H:%M"),
+                "quick": plan == QUICK,
+                "plan": plan.__dict__,
+                "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+            }
             print(f"[e2e] {part} done in {seconds:.0f} s", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -117,9 +144,14 @@ def _default_max_side() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="End-to-end benchmark and load test of the app.")
-    parser.add_argument("--parts", default=",".join(PARTS),
-                        help=f"comma-separated subset of {','.join(PARTS + OPTIONAL)} (default: all but the last)")
-    parser.add_argument("--quick", action="store_true", help="a small smoke run of the same code (numbers not meaningful)")
+    parser.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help=f"comma-separated subset of {','.join(PARTS + OPTIONAL)} (default: all but the last)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a small smoke run of the same code (numbers not meaningful)"
+    )
     args = parser.parse_args(argv)
     parts = [p for p in args.parts.split(",") if p]
     unknown = set(parts) - set(PARTS + OPTIONAL)

@@ -62,7 +62,10 @@ def serve(args: list[str], workdir: Path, env: dict[str, str] | None = None) -> 
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, *args, "--port", str(port)],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
     server = Server(f"http://127.0.0.1:{port}", process, log_path)
     try:
@@ -77,12 +80,16 @@ def serve(args: list[str], workdir: Path, env: dict[str, str] | None = None) -> 
             process.wait(timeout=15)
 
 
-def real_app(workdir: Path, weights_dir: Path, *extra: str,
-             env: dict[str, str] | None = None) -> contextlib.AbstractContextManager[Server]:
+def real_app(
+    workdir: Path, weights_dir: Path, *extra: str, env: dict[str, str] | None = None
+) -> contextlib.AbstractContextManager[Server]:
     """`app.py` with a fresh cache in `workdir`, offline, plus `extra` flags and `env`."""
     cache = Path(tempfile.mkdtemp(prefix="cache-", dir=workdir))
-    return serve(["app.py", "--cache-dir", str(cache), "--weights-dir", str(weights_dir), "--offline", *extra],
-                 workdir, env)
+    return serve(
+        ["app.py", "--cache-dir", str(cache), "--weights-dir", str(weights_dir), "--offline", *extra],
+        workdir,
+        env,
+    )
 
 
 def noop_app(workdir: Path, reply: Path | None = None) -> contextlib.AbstractContextManager[Server]:
@@ -111,8 +118,9 @@ def client(url: str):
     """A gradio_client Client that downloads results to a private temp folder, as users do."""
     from gradio_client import Client
 
-    return Client(url, verbose=False, analytics_enabled=False,
-                  download_files=tempfile.mkdtemp(prefix="client-"))
+    return Client(
+        url, verbose=False, analytics_enabled=False, download_files=tempfile.mkdtemp(prefix="client-")
+    )
 
 
 def call(client_, path: Path, label: str = "", api_name: str = "/stylize", style: str = "hayao") -> Call:
@@ -126,7 +134,7 @@ def call(client_, path: Path, label: str = "", api_name: str = "/stylize", style
         )
         record.output, record.badge, record.info = str(output), str(badge), dict(info or {})
         record.kind = record.info.get("kind", "")
-    except Exception as exc:  # noqa: BLE001 - a failed request is a result here
+    except Exception as exc:
         record.error = f"{type(exc).__name__}: {exc}"[:300]
     record.received = time.monotonic()
     return record

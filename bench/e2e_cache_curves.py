@@ -36,8 +36,13 @@ def _random_fingerprint(rng: random.Random):
     from cache_store import Fingerprint
 
     return Fingerprint(
-        pixel_sha=rng.randbytes(32).hex(), phash=rng.getrandbits(64), signature=rng.randbytes(384),
-        width=768, height=512, has_alpha=False, raw_sha=rng.randbytes(32).hex(),
+        pixel_sha=rng.randbytes(32).hex(),
+        phash=rng.getrandbits(64),
+        signature=rng.randbytes(384),
+        width=768,
+        height=512,
+        has_alpha=False,
+        raw_sha=rng.randbytes(32).hex(),
     )
 
 
@@ -82,12 +87,20 @@ def threshold_sweep(photos: list[Path], thresholds: list[int], max_side: int) ->
     from cache_store import DEFAULT_THRESHOLD, ResultCache
 
     stored = workloads.requests_for(photos, {"original": workloads.REENCODINGS["original"]})
-    must_hit = workloads.requests_for(photos, {k: v for k, v in workloads.REENCODINGS.items() if k != "original"})
+    must_hit = workloads.requests_for(
+        photos, {k: v for k, v in workloads.REENCODINGS.items() if k != "original"}
+    )
     lookalikes = workloads.requests_for(photos, workloads.ADVERSARIAL)
     fingerprints = {r.name: _fingerprint(r.data, max_side) for r in stored + must_hit + lookalikes}
-    result: dict = {"thresholds": thresholds, "must_hit": len(must_hit), "must_miss": len(lookalikes),
-                    "ours_threshold": DEFAULT_THRESHOLD, "seed_threshold": SEED_THRESHOLD,
-                    "ours": {"recall": [], "false_hits": []}, "seed": {"recall": [], "false_hits": []}}
+    result: dict = {
+        "thresholds": thresholds,
+        "must_hit": len(must_hit),
+        "must_miss": len(lookalikes),
+        "ours_threshold": DEFAULT_THRESHOLD,
+        "seed_threshold": SEED_THRESHOLD,
+        "ours": {"recall": [], "false_hits": []},
+        "seed": {"recall": [], "false_hits": []},
+    }
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as work:
         cache = ResultCache(Path(work) / "ours", ttl=0)
         for r in stored:
@@ -95,16 +108,24 @@ def threshold_sweep(photos: list[Path], thresholds: list[int], max_side: int) ->
         stored_hashes = {r.source: imagehash.phash(_open(r.data)) for r in stored}
         query_hashes = {r.name: imagehash.phash(_open(r.data)) for r in must_hit + lookalikes}
         for t in thresholds:
-            ours = {r.name: cache.lookup(NAMESPACE, fingerprints[r.name], threshold=t)
-                    for r in must_hit + lookalikes}
-            seed = {r.name: _seed_first(query_hashes[r.name], stored_hashes, t) for r in must_hit + lookalikes}
-            for name, answers in (("ours", {k: (v.value.decode() if v else None) for k, v in ours.items()}),
-                                  ("seed", seed)):
+            ours = {
+                r.name: cache.lookup(NAMESPACE, fingerprints[r.name], threshold=t)
+                for r in must_hit + lookalikes
+            }
+            seed = {
+                r.name: _seed_first(query_hashes[r.name], stored_hashes, t) for r in must_hit + lookalikes
+            }
+            for name, answers in (
+                ("ours", {k: (v.value.decode() if v else None) for k, v in ours.items()}),
+                ("seed", seed),
+            ):
                 result[name]["recall"].append(
-                    sum(answers[r.name] == r.source for r in must_hit) / len(must_hit))
+                    sum(answers[r.name] == r.source for r in must_hit) / len(must_hit)
+                )
                 result[name]["false_hits"].append(
                     sum(answers[r.name] is not None and answers[r.name] != r.source for r in must_hit)
-                    + sum(answers[r.name] is not None for r in lookalikes))
+                    + sum(answers[r.name] is not None for r in lookalikes)
+                )
         cache.close()
     return result
 

@@ -26,8 +26,14 @@ def _by_kind(calls: list[Call]) -> dict[str, list[Call]]:
     return out
 
 
-def latency_per_outcome(work: Path, weights_dir: Path, photos: list[Path], repeats: int,
-                        burst_photos: list[Path], burst_clients: int) -> dict:
+def latency_per_outcome(
+    work: Path,
+    weights_dir: Path,
+    photos: list[Path],
+    repeats: int,
+    burst_photos: list[Path],
+    burst_clients: int,
+) -> dict:
     """Misses, exact and fuzzy hits vs no-op round trips (app defaults), then identical bursts.
 
     Each photo is uploaded as a 1200 px JPEG (a miss), then again (exact), and as a 0.8x
@@ -36,8 +42,14 @@ def latency_per_outcome(work: Path, weights_dir: Path, photos: list[Path], repea
     uploads = work / "uploads-latency"
     pairs = [workloads.write(workloads.large_and_reduced(p), uploads) for p in photos]
     originals, fuzzy_copies = [pair[0] for pair in pairs], [pair[1] for pair in pairs]
-    calls: dict[str, list[Call]] = {"miss": [], "exact": [], "fuzzy": [], "noop": [], "noop_sized": [],
-                                    "noop_fuzzy": []}
+    calls: dict[str, list[Call]] = {
+        "miss": [],
+        "exact": [],
+        "fuzzy": [],
+        "noop": [],
+        "noop_sized": [],
+        "noop_fuzzy": [],
+    }
     with real_app(work, weights_dir) as app:
         real = client(app.url)
         calls["miss"] = [call(real, p, "miss") for p in originals]
@@ -45,7 +57,11 @@ def latency_per_outcome(work: Path, weights_dir: Path, photos: list[Path], repea
         with noop_app(work, reply=reply) as floor:
             noop = client(floor.url)
             for _ in range(WARM_UP_CALLS):
-                call(real, originals[0]), call(noop, originals[0]), call(noop, originals[0], api_name="/stylize_sized")
+                (
+                    call(real, originals[0]),
+                    call(noop, originals[0]),
+                    call(noop, originals[0], api_name="/stylize_sized"),
+                )
             for i in range(repeats):
                 photo, copy = originals[i % len(originals)], fuzzy_copies[i % len(fuzzy_copies)]
                 pairs = [
@@ -76,7 +92,8 @@ def _latency_report(calls: dict[str, list[Call]]) -> dict:
         },
         "service_ms": {  # the service's own time, from cache_info
             kind: summary([float(c.info.get("latency_ms", 0)) for c in cs])
-            for kind, cs in _by_kind(calls["miss"] + hits).items() if kind != "error"
+            for kind, cs in _by_kind(calls["miss"] + hits).items()
+            if kind != "error"
         },
         "intended_vs_served": {
             "exact": {k: len(v) for k, v in _by_kind(calls["exact"]).items()},
@@ -96,7 +113,8 @@ def _latency_report(calls: dict[str, list[Call]]) -> dict:
     if rt["noop"].get("n") and rt["noop_sized"].get("n"):
         report["ratios"] = {
             f"{kind}_vs_{floor}": rt[kind]["median"] / rt[floor]["median"]
-            for kind in ("exact", "fuzzy", "miss") if rt[kind].get("n")
+            for kind in ("exact", "fuzzy", "miss")
+            if rt[kind].get("n")
             for floor in ("noop", "noop_sized")
         }
         if rt["fuzzy"].get("n") and rt["noop_fuzzy"].get("n"):  # the very same WebP file, both apps
@@ -131,13 +149,15 @@ def identical_bursts(url: str, photos: list[Path], clients: int) -> list[dict]:
         for t in threads:
             t.join(timeout=300)
         kinds = {k: len(v) for k, v in _by_kind(calls).items()}
-        results.append({
-            "photo": photo.name,
-            "clients": clients,
-            "answers": len(calls),
-            "kinds": kinds,
-            "inferences": kinds.get("miss", 0),
-            "errors": [c.error for c in calls if c.error],
-            "slowest_ms": max((c.ms for c in calls), default=0.0),
-        })
+        results.append(
+            {
+                "photo": photo.name,
+                "clients": clients,
+                "answers": len(calls),
+                "kinds": kinds,
+                "inferences": kinds.get("miss", 0),
+                "errors": [c.error for c in calls if c.error],
+                "slowest_ms": max((c.ms for c in calls), default=0.0),
+            }
+        )
     return results

@@ -32,9 +32,17 @@ def _run_all(workers: list[threading.Thread], timeout: float) -> None:
         w.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
-def hits_under_load(work: Path, weights_dir: Path, cached: list[Path], load_pool: list[Path],
-                    hit_clients: int, load_clients: int, hits_per_client: int, rounds: int = 3,
-                    env: dict[str, str] | None = None) -> dict:
+def hits_under_load(
+    work: Path,
+    weights_dir: Path,
+    cached: list[Path],
+    load_pool: list[Path],
+    hit_clients: int,
+    load_clients: int,
+    hits_per_client: int,
+    rounds: int = 3,
+    env: dict[str, str] | None = None,
+) -> dict:
     """p50/p95 of hits (exact re-uploads and new re-encodes of cached photos), idle vs busy model.
 
     Idle and busy phases alternate `rounds` times, so drift in the machine's other load
@@ -44,7 +52,9 @@ def hits_under_load(work: Path, weights_dir: Path, cached: list[Path], load_pool
     per_phase = max(1, hits_per_client // rounds)
     uploads = work / "uploads-load"
     needed = -(-hit_clients * rounds * 2 * per_phase // len(cached))  # new re-encodes per photo, rounded up
-    copies = [workloads.write(workloads.jpeg_quality_copies(p, range(95, 95 - needed, -1)), uploads) for p in cached]
+    copies = [
+        workloads.write(workloads.jpeg_quality_copies(p, range(95, 95 - needed, -1)), uploads) for p in cached
+    ]
     fresh = iter([path for round_ in zip(*copies) for path in round_])
 
     def hit_plan() -> list[Path]:  # alternately a byte-identical re-upload and a new re-encode
@@ -153,8 +163,10 @@ def _hit_phase(users: list[tuple], plans: list[list[Path]]) -> list[Call]:
             with lock:
                 calls.extend(records)
 
-    _run_all([threading.Thread(target=run, args=(u, p), daemon=True) for u, p in zip(users, plans)],
-             timeout=LOAD_DEADLINE_S)
+    _run_all(
+        [threading.Thread(target=run, args=(u, p), daemon=True) for u, p in zip(users, plans)],
+        timeout=LOAD_DEADLINE_S,
+    )
     return calls
 
 
@@ -178,8 +190,9 @@ def _per_kind(calls: list[Call]) -> dict[str, dict]:
 # -- many clients, mixed requests ---------------------------------------------------------
 
 
-def mixed_clients(work: Path, weights_dir: Path, sources: list[Path], clients: int, per_client: int,
-                  seed: int = 16) -> dict:
+def mixed_clients(
+    work: Path, weights_dir: Path, sources: list[Path], clients: int, per_client: int, seed: int = 16
+) -> dict:
     """`clients` users x `per_client` requests over a few photos' mild re-encodings, all at once.
 
     Afterwards every answer is checked against what the cache held when it was sent (see
@@ -208,12 +221,15 @@ def mixed_clients(work: Path, weights_dir: Path, sources: list[Path], clients: i
                     calls.append((request, record))
 
         started = time.monotonic()
-        _run_all([threading.Thread(target=run, args=(u, p), daemon=True) for u, p in zip(users, plans)],
-                 timeout=LOAD_DEADLINE_S + 60)
+        _run_all(
+            [threading.Thread(target=run, args=(u, p), daemon=True) for u, p in zip(users, plans)],
+            timeout=LOAD_DEADLINE_S + 60,
+        )
         elapsed = time.monotonic() - started
     inconsistent = [
         f"{r.name}: {c.kind} (expected {'/'.join(sorted(expected))})"
-        for r, c in calls if not c.error and c.kind not in (expected := expected_kinds(r, c, calls))
+        for r, c in calls
+        if not c.error and c.kind not in (expected := expected_kinds(r, c, calls))
     ]
     wrong_pictures = _wrong_pictures(calls)
     badge_mismatch = [c.badge for _, c in calls if not c.error and not _badge_matches(c)]
@@ -231,13 +247,16 @@ def mixed_clients(work: Path, weights_dir: Path, sources: list[Path], clients: i
         "wrong_pictures": wrong_pictures,
         "badge_mismatch": badge_mismatch,
         "elapsed_s": elapsed,
-        "latency_ms": {kind: summary([c.ms for _, c in calls if c.kind == kind])
-                       for kind in ("miss", "coalesced", "exact", "fuzzy")},
+        "latency_ms": {
+            kind: summary([c.ms for _, c in calls if c.kind == kind])
+            for kind in ("miss", "coalesced", "exact", "fuzzy")
+        },
     }
 
 
-def expected_kinds(request: workloads.Request, record: Call,
-                   calls: list[tuple[workloads.Request, Call]]) -> set[str]:
+def expected_kinds(
+    request: workloads.Request, record: Call, calls: list[tuple[workloads.Request, Call]]
+) -> set[str]:
     """What the cache may answer, given which answers had come back when this was sent.
 
     * these very bytes were answered before as generated or exact: exact;
@@ -246,17 +265,27 @@ def expected_kinds(request: workloads.Request, record: Call,
     * otherwise a copy was in flight, and any kind is right.
     """
     same_photo = [c for r, c in calls if r.source == request.source and c is not record and not c.error]
-    if any(c.received < record.sent and c.kind in ("miss", "coalesced", "exact")
-           for r, c in calls if r == request and c is not record and not c.error):
+    if any(
+        c.received < record.sent and c.kind in ("miss", "coalesced", "exact")
+        for r, c in calls
+        if r == request and c is not record and not c.error
+    ):
         return {"exact"}
     if any(c.received < record.sent for c in same_photo):
         return {"fuzzy", "exact"}
-    if not any(c.sent < record.sent for c in same_photo) and not any(c.received < record.received for c in same_photo):
+    if not any(c.sent < record.sent for c in same_photo) and not any(
+        c.received < record.received for c in same_photo
+    ):
         return {"miss", "coalesced"}
     return {"miss", "coalesced", "fuzzy", "exact"}
 
 
-_BADGE_PREFIX = {"exact": "exact hit", "fuzzy": "near-duplicate hit", "coalesced": "waited", "miss": "generated"}
+_BADGE_PREFIX = {
+    "exact": "exact hit",
+    "fuzzy": "near-duplicate hit",
+    "coalesced": "waited",
+    "miss": "generated",
+}
 
 
 def _badge_matches(record: Call) -> bool:

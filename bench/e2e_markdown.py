@@ -16,7 +16,9 @@ MISS_OVERHEAD_GOAL_PCT = 3.0
 def ms(value: float | None) -> str:
     if value is None:
         return "–"
-    return f"{value / 1000:.2f} s" if value >= 1000 else f"{value:.1f} ms" if value < 100 else f"{value:.0f} ms"
+    return (
+        f"{value / 1000:.2f} s" if value >= 1000 else f"{value:.1f} ms" if value < 100 else f"{value:.0f} ms"
+    )
 
 
 def _signed(value: float | None) -> str:
@@ -28,18 +30,24 @@ def verdict(ok: bool) -> str:
 
 
 def machine_line(m: dict) -> str:
-    return (f"{m['cpu']}, {m['cores']} cores ({m.get('isa', '')}), {m['ram_gib']} GiB RAM, {m['os']}; "
-            f"Python {m['python']}, torch {m['torch']}, gradio {m['gradio']} (client {m['gradio_client']}), "
-            f"Pillow {m['pillow']}, numpy {m['numpy']}; {m['date']}")
+    return (
+        f"{m['cpu']}, {m['cores']} cores ({m.get('isa', '')}), {m['ram_gib']} GiB RAM, {m['os']}; "
+        f"Python {m['python']}, torch {m['torch']}, gradio {m['gradio']} (client {m['gradio_client']}), "
+        f"Pillow {m['pillow']}, numpy {m['numpy']}; {m['date']}"
+    )
 
 
 def latency_section(r: dict) -> list[str]:
     lat, rt = r["latency"], r["latency"]["round_trip_ms"]
     ratios = lat.get("ratios", {})
     service = lat["service_ms"]
-    rows = [("no-op app, 8x8 PNG", "noop"), ("no-op app, a real result's PNG", "noop_sized"),
-            ("exact hit (byte-identical re-upload)", "exact"), ("near-duplicate hit (new JPEG re-encode)", "fuzzy"),
-            ("miss (model at the app's default size)", "miss")]
+    rows = [
+        ("no-op app, 8x8 PNG", "noop"),
+        ("no-op app, a real result's PNG", "noop_sized"),
+        ("exact hit (byte-identical re-upload)", "exact"),
+        ("near-duplicate hit (new JPEG re-encode)", "fuzzy"),
+        ("miss (model at the app's default size)", "miss"),
+    ]
     out = [
         "## 1. Latency per outcome through the app",
         "",
@@ -56,38 +64,62 @@ def latency_section(r: dict) -> list[str]:
         if not s.get("n"):
             continue
         a, b = ratios.get(f"{key}_vs_noop"), ratios.get(f"{key}_vs_noop_sized")
-        out.append(f"| {label} | {s['n']} | {ms(s['median'])} | {ms(s['p95'])} | "
-                   f"{f'{a:.2f}x' if a else '–'} | {f'{b:.2f}x' if b else '–'} | "
-                   f"{ms(service.get(key, {}).get('median'))} |")
+        out.append(
+            f"| {label} | {s['n']} | {ms(s['median'])} | {ms(s['p95'])} | "
+            f"{f'{a:.2f}x' if a else '–'} | {f'{b:.2f}x' if b else '–'} | "
+            f"{ms(service.get(key, {}).get('median'))} |"
+        )
     exact = ratios.get("exact_vs_noop")
     if exact:
         same_file = ratios.get("fuzzy_vs_noop_same_file", float("nan"))
-        out += ["", f"Goals: an exact hit within {HIT_VS_NOOP_GOAL}x of the no-op round trip: {exact:.2f}x "
-                f"→ {verdict(exact <= HIT_VS_NOOP_GOAL)}. A near-duplicate hit (a 0.8x WebP of a 1200 px "
-                f"JPEG stylized before) within {FUZZY_VS_NOOP_GOAL}x of the no-op round trip of the same "
-                f"WebP file: {same_file:.2f}x → {verdict(same_file <= FUZZY_VS_NOOP_GOAL)}."]
+        out += [
+            "",
+            f"Goals: an exact hit within {HIT_VS_NOOP_GOAL}x of the no-op round trip: {exact:.2f}x "
+            f"→ {verdict(exact <= HIT_VS_NOOP_GOAL)}. A near-duplicate hit (a 0.8x WebP of a 1200 px "
+            f"JPEG stylized before) within {FUZZY_VS_NOOP_GOAL}x of the no-op round trip of the same "
+            f"WebP file: {same_file:.2f}x → {verdict(same_file <= FUZZY_VS_NOOP_GOAL)}.",
+        ]
     paired = lat.get("paired_extra_ms", {})
     if paired.get("exact") is not None and rt.get("noop", {}).get("n"):
-        out += ["", f"Where a hit's time goes: the Gradio + gradio_client floor is {ms(rt['noop']['median'])}. "
-                "Over it, as medians of differences within a round (same upload, called back to back): "
-                f"exact hit {_signed(paired['exact'])} (the service's own part {ms(service.get('exact', {}).get('median'))}), "
-                f"near-duplicate hit {_signed(paired['fuzzy'])} (service {ms(service.get('fuzzy', {}).get('median'))}); "
-                f"a real result PNG instead of an 8x8 one costs the no-op {_signed(paired['result_png_transfer'])}."]
+        out += [
+            "",
+            f"Where a hit's time goes: the Gradio + gradio_client floor is {ms(rt['noop']['median'])}. "
+            "Over it, as medians of differences within a round (same upload, called back to back): "
+            f"exact hit {_signed(paired['exact'])} (the service's own part {ms(service.get('exact', {}).get('median'))}), "
+            f"near-duplicate hit {_signed(paired['fuzzy'])} (service {ms(service.get('fuzzy', {}).get('median'))}); "
+            f"a real result PNG instead of an 8x8 one costs the no-op {_signed(paired['result_png_transfer'])}.",
+        ]
     served = lat["intended_vs_served"]
-    out += ["", f"Kinds served: re-uploads {served['exact']}, re-encodes {served['fuzzy']}, first uploads "
-            f"{served['miss']}. Errors: {len(lat['errors'])}.", "", "![latency per outcome](e2e_latency.png)", ""]
+    out += [
+        "",
+        f"Kinds served: re-uploads {served['exact']}, re-encodes {served['fuzzy']}, first uploads "
+        f"{served['miss']}. Errors: {len(lat['errors'])}.",
+        "",
+        "![latency per outcome](e2e_latency.png)",
+        "",
+    ]
     return out
 
 
 def bursts_section(r: dict) -> list[str]:
-    out = ["## 5. Identical uploads at the same moment", "",
-           "N clients (own `gradio_client` each, released by a barrier) upload the same new photo. "
-           "Goal: one inference; the others wait for it (coalesced) or arrive after it (exact).", "",
-           "| photo | clients | answered | kinds | inferences | errors | slowest |", "|---|---:|---:|---|---:|---:|---:|"]
+    out = [
+        "## 5. Identical uploads at the same moment",
+        "",
+        "N clients (own `gradio_client` each, released by a barrier) upload the same new photo. "
+        "Goal: one inference; the others wait for it (coalesced) or arrive after it (exact).",
+        "",
+        "| photo | clients | answered | kinds | inferences | errors | slowest |",
+        "|---|---:|---:|---|---:|---:|---:|",
+    ]
     for b in r["latency"]["bursts"]:
-        out.append(f"| {b['photo']} | {b['clients']} | {b['answers']} | {_kinds(b['kinds'])} | "
-                   f"{b['inferences']} | {len(b['errors'])} | {ms(b['slowest_ms'])} |")
-    ok = all(b["inferences"] == 1 and not b["errors"] and b["answers"] == b["clients"] for b in r["latency"]["bursts"])
+        out.append(
+            f"| {b['photo']} | {b['clients']} | {b['answers']} | {_kinds(b['kinds'])} | "
+            f"{b['inferences']} | {len(b['errors'])} | {ms(b['slowest_ms'])} |"
+        )
+    ok = all(
+        b["inferences"] == 1 and not b["errors"] and b["answers"] == b["clients"]
+        for b in r["latency"]["bursts"]
+    )
     return out + ["", f"Goal (1 inference per burst, every client answered): {verdict(ok)}.", ""]
 
 
@@ -100,46 +132,66 @@ def load_section(r: dict) -> list[str]:
     variants = [("app defaults (model on every core)", load)]
     if "load_one_thread" in r:
         variants.append(("what-if: `OMP_NUM_THREADS=1` (model on one core)", r["load_one_thread"]))
-    out = ["## 2. Hits while the model is busy", "",
-           f"App with `--max-side 256`. {load['hit_clients']} clients send hits (alternately a byte-identical "
-           f"re-upload and a new JPEG re-encode of one of 6 cached photos) with the model idle, and "
-           f"while {load['load_clients']} other clients keep sending new pictures (misses queue for the "
-           "model; when the new pictures run out they use Regenerate, which always runs the model). "
-           f"Idle and busy phases alternate {load.get('rounds', 1)} times so that drift in the shared "
-           "machine's other load falls on both. *Service* is the stylize service's own time (cache_info). "
-           "Control: after each hit the same client sends the same upload to the no-op app, which runs "
-           "alongside; its slowdown is what any Gradio app on this machine suffers while the model runs. "
-           "The what-if (`--parts load_one_thread`, run on request) is the same with the app started under "
-           "`OMP_NUM_THREADS=1`, which the engine honours instead of one thread per core.", "",
-           "| app | phase | hits | p50 | p95 | exact p50 | near-dup p50 | service p50 / p95 | p95 busy/idle | no-op p50 / p95 (busy/idle) | misses done per s |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    out = [
+        "## 2. Hits while the model is busy",
+        "",
+        f"App with `--max-side 256`. {load['hit_clients']} clients send hits (alternately a byte-identical "
+        f"re-upload and a new JPEG re-encode of one of 6 cached photos) with the model idle, and "
+        f"while {load['load_clients']} other clients keep sending new pictures (misses queue for the "
+        "model; when the new pictures run out they use Regenerate, which always runs the model). "
+        f"Idle and busy phases alternate {load.get('rounds', 1)} times so that drift in the shared "
+        "machine's other load falls on both. *Service* is the stylize service's own time (cache_info). "
+        "Control: after each hit the same client sends the same upload to the no-op app, which runs "
+        "alongside; its slowdown is what any Gradio app on this machine suffers while the model runs. "
+        "The what-if (`--parts load_one_thread`, run on request) is the same with the app started under "
+        "`OMP_NUM_THREADS=1`, which the engine honours instead of one thread per core.",
+        "",
+        "| app | phase | hits | p50 | p95 | exact p50 | near-dup p50 | service p50 / p95 | p95 busy/idle | no-op p50 / p95 (busy/idle) | misses done per s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for label, v in variants:
         for phase in ("idle", "busy"):
             p = v[phase]
             ratio = v.get("p95_busy_vs_idle") if phase == "busy" else None
-            rate = v["model_runs_finished_in_window"] / v["window_s"] if phase == "busy" and v["window_s"] else None
+            rate = (
+                v["model_runs_finished_in_window"] / v["window_s"]
+                if phase == "busy" and v["window_s"]
+                else None
+            )
             noop = p.get("noop", {})
             noop_ratio = v.get("noop_p95_busy_vs_idle") if phase == "busy" else None
-            noop_text = (f"{ms(noop.get('median'))} / {ms(noop.get('p95'))}"
-                         + (f" ({noop_ratio:.2f}x)" if noop_ratio else "")) if noop.get("n") else "–"
+            noop_text = (
+                (
+                    f"{ms(noop.get('median'))} / {ms(noop.get('p95'))}"
+                    + (f" ({noop_ratio:.2f}x)" if noop_ratio else "")
+                )
+                if noop.get("n")
+                else "–"
+            )
             out.append(
                 f"| {label if phase == 'idle' else ''} | {phase} | {p['all'].get('n', 0)} | {ms(p['all'].get('median'))} | "
                 f"{ms(p['all'].get('p95'))} | {ms(p['exact'].get('median'))} | {ms(p['fuzzy'].get('median'))} | "
                 f"{ms(p['service'].get('median'))} / {ms(p['service'].get('p95'))} | "
-                f"{f'**{ratio:.2f}x**' if ratio else ''} | {noop_text} | {f'{rate:.2f}' if rate else ''} |")
+                f"{f'**{ratio:.2f}x**' if ratio else ''} | {noop_text} | {f'{rate:.2f}' if rate else ''} |"
+            )
     ratio = load.get("p95_busy_vs_idle")
     if ratio is not None:
-        out += ["", f"Goal, with the app's defaults: p95 busy / idle ≤ {BUSY_VS_IDLE_GOAL}x: **{ratio:.2f}x** "
-                f"(p50 {load['p50_busy_vs_idle']:.2f}x) → {verdict(ratio <= BUSY_VS_IDLE_GOAL)}; the no-op "
-                f"control slows by {_ratio(load, 'p95')} at p95 and {_ratio(load, 'median')} at p50 in the same "
-                "phases, so hits slow down as much as an app that does nothing. "
-                "The service's own time hardly moves between idle and busy; what grows is the rest of the round "
-                "trip (Gradio's event loop, upload and download handling, and the client), which competes for "
-                "the cores with the model's threads."]
+        out += [
+            "",
+            f"Goal, with the app's defaults: p95 busy / idle ≤ {BUSY_VS_IDLE_GOAL}x: **{ratio:.2f}x** "
+            f"(p50 {load['p50_busy_vs_idle']:.2f}x) → {verdict(ratio <= BUSY_VS_IDLE_GOAL)}; the no-op "
+            f"control slows by {_ratio(load, 'p95')} at p95 and {_ratio(load, 'median')} at p50 in the same "
+            "phases, so hits slow down as much as an app that does nothing. "
+            "The service's own time hardly moves between idle and busy; what grows is the rest of the round "
+            "trip (Gradio's event loop, upload and download handling, and the client), which competes for "
+            "the cores with the model's threads.",
+        ]
     for label, v in variants:
-        out.append(f"\n{label}: during the busy phases ({v['window_s']:.1f} s in all) {v['load_calls_in_window']} load "
-                   f"requests ({_kinds(v['load_kinds_in_window'])}), {v['model_runs_finished_in_window']} finished; "
-                   f"errors {len(v['errors'])}.")
+        out.append(
+            f"\n{label}: during the busy phases ({v['window_s']:.1f} s in all) {v['load_calls_in_window']} load "
+            f"requests ({_kinds(v['load_kinds_in_window'])}), {v['model_runs_finished_in_window']} finished; "
+            f"errors {len(v['errors'])}."
+        )
     return out + ["", "![hits under load](e2e_load.png)", ""]
 
 
@@ -151,26 +203,43 @@ def _ratio(load: dict, stat: str) -> str:
 def mixed_section(r: dict) -> list[str]:
     m = r["mixed"]
     lat = m["latency_ms"]
-    ok = not m["failed"] and not m["lost"] and not m["inconsistent"] and not m["wrong_pictures"] and not m["badge_mismatch"]
-    out = [f"### {m['clients']} clients x {m['per_client']} mixed requests", "",
-           f"{m['clients']} clients x {m['per_client']} requests, all started at once, each a random pick among "
-           f"{m['distinct_sources']} photos x 3 uploads (original file, JPEG q85, WebP q80); app with `--max-side 256`. "
-           "Each answer is checked against what had been answered before it was sent: these very bytes answered "
-           "before (as generated or exact) → exact; any copy of the photo answered before → near-duplicate or exact; "
-           "no copy sent before and none answered before it → generated or coalesced; otherwise (a copy in flight) "
-           "anything. Every picture returned is also matched (16x16 thumbnail) to the photo whose generated "
-           "output it resembles most, which must be its own.", "",
-           f"- sent {m['sent']}, answered {m['answered']}, failed {len(m['failed'])}, lost {m['lost']}, in {m['elapsed_s']:.0f} s",
-           f"- kinds: {_kinds(m['kinds'])}; inferences {m['inferences']} for {m['distinct_sources']} photos"
-           + (" (coalescing is per identical picture: two different copies of a new photo sent while neither "
-              "was answered both run the model; the consistency check confirms no extra run had a finished copy "
-              "to use)" if m["inferences"] > m["distinct_sources"] else ""),
-           f"- inconsistent kinds: {len(m['inconsistent'])}; wrong pictures: {len(m['wrong_pictures'])}; "
-           f"badge not matching kind: {len(m['badge_mismatch'])}",
-           "- median latency: " + ", ".join(f"{k} {ms(v.get('median'))}" for k, v in lat.items() if v.get("n")),
-           f"- verdict: {verdict(ok)}"]
-    for label, items in (("inconsistent", m["inconsistent"]), ("wrong pictures", m["wrong_pictures"]),
-                         ("failed", m["failed"])):
+    ok = (
+        not m["failed"]
+        and not m["lost"]
+        and not m["inconsistent"]
+        and not m["wrong_pictures"]
+        and not m["badge_mismatch"]
+    )
+    out = [
+        f"### {m['clients']} clients x {m['per_client']} mixed requests",
+        "",
+        f"{m['clients']} clients x {m['per_client']} requests, all started at once, each a random pick among "
+        f"{m['distinct_sources']} photos x 3 uploads (original file, JPEG q85, WebP q80); app with `--max-side 256`. "
+        "Each answer is checked against what had been answered before it was sent: these very bytes answered "
+        "before (as generated or exact) → exact; any copy of the photo answered before → near-duplicate or exact; "
+        "no copy sent before and none answered before it → generated or coalesced; otherwise (a copy in flight) "
+        "anything. Every picture returned is also matched (16x16 thumbnail) to the photo whose generated "
+        "output it resembles most, which must be its own.",
+        "",
+        f"- sent {m['sent']}, answered {m['answered']}, failed {len(m['failed'])}, lost {m['lost']}, in {m['elapsed_s']:.0f} s",
+        f"- kinds: {_kinds(m['kinds'])}; inferences {m['inferences']} for {m['distinct_sources']} photos"
+        + (
+            " (coalescing is per identical picture: two different copies of a new photo sent while neither "
+            "was answered both run the model; the consistency check confirms no extra run had a finished copy "
+            "to use)"
+            if m["inferences"] > m["distinct_sources"]
+            else ""
+        ),
+        f"- inconsistent kinds: {len(m['inconsistent'])}; wrong pictures: {len(m['wrong_pictures'])}; "
+        f"badge not matching kind: {len(m['badge_mismatch'])}",
+        "- median latency: " + ", ".join(f"{k} {ms(v.get('median'))}" for k, v in lat.items() if v.get("n")),
+        f"- verdict: {verdict(ok)}",
+    ]
+    for label, items in (
+        ("inconsistent", m["inconsistent"]),
+        ("wrong pictures", m["wrong_pictures"]),
+        ("failed", m["failed"]),
+    ):
         if items:
             out.append(f"- {label} (first 10): " + "; ".join(items[:10]))
     return out + [""]
@@ -180,45 +249,57 @@ def replay_section(r: dict) -> list[str]:
     rp = r["replay"]
     rows = rp["rows"]
     miss_ms = rp["no_cache_miss_ms_median"]
-    out = ["## 3–4. The seed's replay workload, four ways of caching", "",
-           f"In process, {rp['photos']} photos x 5 uploads ({', '.join(rp['variants'])}) = {rp['requests']} requests in "
-           f"shuffled order, model input at the app's default {rp['max_side']} px. Ideal hit rate "
-           f"{100 * rp['ideal_hit_rate']:.0f} % (the first upload of each photo must run the model). Every "
-           "alternative wraps the same call (decode, fit, model, PNG); only the caching differs. "
-           "**gr.cache** is keyed on the decoded picture, as `gr.Image(type=\"pil\")` hands it to a function "
-           "(this favours it: a PNG re-save of the same pixels would hit; keyed on the file path or bytes it "
-           "could only hit byte-identical re-uploads, and a re-encode never hits either way). "
-           "**seed-style** is bench/seed_baseline.py: pHash rows in SQLite, Python scan, `<= 5` bits, no check.", "",
-           "False hit = a hit whose picture is nearest (16x16 thumbnail) to another photo's output. Miss overhead "
-           "= a miss's time outside the model minus the same request's time outside the model uncached, as a share "
-           "of the median uncached miss. CPU = this process's user+system seconds (all threads). Look-alikes "
-           f"({rp['lookalikes']}: mirrored, greyscale, +40 % brightness copies of the cached photos) are only looked up; "
-           "any hit there serves a wrong picture.", "",
-           "| alternative | hit rate | false hits | hit median | hit p95 | mean latency | CPU s (vs none) | miss overhead | restart | look-alike hits |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    out = [
+        "## 3–4. The seed's replay workload, four ways of caching",
+        "",
+        f"In process, {rp['photos']} photos x 5 uploads ({', '.join(rp['variants'])}) = {rp['requests']} requests in "
+        f"shuffled order, model input at the app's default {rp['max_side']} px. Ideal hit rate "
+        f"{100 * rp['ideal_hit_rate']:.0f} % (the first upload of each photo must run the model). Every "
+        "alternative wraps the same call (decode, fit, model, PNG); only the caching differs. "
+        '**gr.cache** is keyed on the decoded picture, as `gr.Image(type="pil")` hands it to a function '
+        "(this favours it: a PNG re-save of the same pixels would hit; keyed on the file path or bytes it "
+        "could only hit byte-identical re-uploads, and a re-encode never hits either way). "
+        "**seed-style** is bench/seed_baseline.py: pHash rows in SQLite, Python scan, `<= 5` bits, no check.",
+        "",
+        "False hit = a hit whose picture is nearest (16x16 thumbnail) to another photo's output. Miss overhead "
+        "= a miss's time outside the model minus the same request's time outside the model uncached, as a share "
+        "of the median uncached miss. CPU = this process's user+system seconds (all threads). Look-alikes "
+        f"({rp['lookalikes']}: mirrored, greyscale, +40 % brightness copies of the cached photos) are only looked up; "
+        "any hit there serves a wrong picture.",
+        "",
+        "| alternative | hit rate | false hits | hit median | hit p95 | mean latency | CPU s (vs none) | miss overhead | restart | look-alike hits |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
     for row in rows:
         adv = ", ".join(f"{k} {v[0]}/{v[1]}" for k, v in row["adversarial"].items()) or "–"
-        overhead = (f"{ms(row['miss_overhead_ms'])} ({row['miss_overhead_pct']:+.1f} %)"
-                    if row["miss_overhead_ms"] is not None else "–")
-        out.append(f"| {row['name']} | {100 * row['hit_rate']:.0f} % ({row['hits']}/{row['requests']}) | "
-                   f"{row['false_hits']} | {ms(row['hit_ms_median'])} | {ms(row['hit_ms_p95'])} | {ms(row['mean_ms'])} | "
-                   f"{row['cpu_s']:.1f} ({row['cpu_vs_no_cache']:.2f}x) | {overhead} | {row['restart']} | {adv} |")
+        overhead = (
+            f"{ms(row['miss_overhead_ms'])} ({row['miss_overhead_pct']:+.1f} %)"
+            if row["miss_overhead_ms"] is not None
+            else "–"
+        )
+        out.append(
+            f"| {row['name']} | {100 * row['hit_rate']:.0f} % ({row['hits']}/{row['requests']}) | "
+            f"{row['false_hits']} | {ms(row['hit_ms_median'])} | {ms(row['hit_ms_p95'])} | {ms(row['mean_ms'])} | "
+            f"{row['cpu_s']:.1f} ({row['cpu_vs_no_cache']:.2f}x) | {overhead} | {row['restart']} | {adv} |"
+        )
     ours = next(row for row in rows if row["name"].startswith("ours"))
     seed_ratio = SEED_REPORTED["miss_s"] / SEED_REPORTED["repeat_s"]
     ours_ratio = miss_ms / ours["hit_ms_median"] if ours["hit_ms_median"] else float("nan")
-    out += ["",
-            f"Seed's reported figures: hit rate {100 * SEED_REPORTED['hit_rate']:.1f} % after round 3 (above the 80 % "
-            f"a single pass allows, which only repeated rounds or hits across photos can give); repeat "
-            f"{SEED_REPORTED['repeat_s'] * 1000:.0f} ms vs miss {SEED_REPORTED['miss_s']:.2f} s ({seed_ratio:.0f}x). "
-            f"Here, ours: hit rate {100 * ours['hit_rate']:.0f} % of an ideal {100 * rp['ideal_hit_rate']:.0f} %, "
-            f"hit {ms(ours['hit_ms_median'])} vs miss {ms(miss_ms)} ({ours_ratio:.0f}x), "
-            f"CPU {ours['cpu_vs_no_cache']:.2f}x of no cache.",
-            "",
-            f"Goal: miss overhead under {MISS_OVERHEAD_GOAL_PCT:.0f} % of a miss: ours "
-            f"{ours['miss_overhead_pct']:+.1f} % → {verdict((ours['miss_overhead_pct'] or 0) < MISS_OVERHEAD_GOAL_PCT)}. "
-            "Goal: no look-alike hits: ours "
-            f"{sum(v[0] for v in ours['adversarial'].values())} → "
-            f"{verdict(sum(v[0] for v in ours['adversarial'].values()) == 0 and ours['false_hits'] == 0)}."]
+    out += [
+        "",
+        f"Seed's reported figures: hit rate {100 * SEED_REPORTED['hit_rate']:.1f} % after round 3 (above the 80 % "
+        f"a single pass allows, which only repeated rounds or hits across photos can give); repeat "
+        f"{SEED_REPORTED['repeat_s'] * 1000:.0f} ms vs miss {SEED_REPORTED['miss_s']:.2f} s ({seed_ratio:.0f}x). "
+        f"Here, ours: hit rate {100 * ours['hit_rate']:.0f} % of an ideal {100 * rp['ideal_hit_rate']:.0f} %, "
+        f"hit {ms(ours['hit_ms_median'])} vs miss {ms(miss_ms)} ({ours_ratio:.0f}x), "
+        f"CPU {ours['cpu_vs_no_cache']:.2f}x of no cache.",
+        "",
+        f"Goal: miss overhead under {MISS_OVERHEAD_GOAL_PCT:.0f} % of a miss: ours "
+        f"{ours['miss_overhead_pct']:+.1f} % → {verdict((ours['miss_overhead_pct'] or 0) < MISS_OVERHEAD_GOAL_PCT)}. "
+        "Goal: no look-alike hits: ours "
+        f"{sum(v[0] for v in ours['adversarial'].values())} → "
+        f"{verdict(sum(v[0] for v in ours['adversarial'].values()) == 0 and ours['false_hits'] == 0)}.",
+    ]
     for row in rows:
         if row["false_hit_detail"]:
             out.append(f"\n{row['name']} false hits: " + "; ".join(row["false_hit_detail"][:8]))
@@ -227,36 +308,65 @@ def replay_section(r: dict) -> list[str]:
 
 def curves_section(r: dict) -> list[str]:
     scan, sweep = r["curves"]["scan"], r["curves"]["sweep"]
-    out = ["## Cache curves", "",
-           "Look-up that matches nothing (random 64-bit queries) vs number of entries; values are tiny, so this "
-           "is the index, not the I/O of a hit. See bench/results/cache.md for the cache's own benchmark.", "",
-           "| entries | ours | seed-style |", "|---:|---:|---:|"]
+    out = [
+        "## Cache curves",
+        "",
+        "Look-up that matches nothing (random 64-bit queries) vs number of entries; values are tiny, so this "
+        "is the index, not the I/O of a hit. See bench/results/cache.md for the cache's own benchmark.",
+        "",
+        "| entries | ours | seed-style |",
+        "|---:|---:|---:|",
+    ]
     for n, a, b in zip(scan["sizes"], scan["ours_ms"], scan["seed_ms"]):
         out.append(f"| {n:,} | {ms(a)} | {ms(b)} |")
     t = sweep["thresholds"]
-    out += ["", "![look-up time vs entries](e2e_scan.png)", "",
-            f"Recall and false hits vs threshold: originals stored, then {sweep['must_hit']} re-encodings (JPEG q85/q60, "
-            f"half size, WebP) and {sweep['must_miss']} look-alikes looked up (no model).", "",
-            "| threshold | " + " | ".join(str(x) for x in t) + " |", "|---|" + "---:|" * len(t)]
+    out += [
+        "",
+        "![look-up time vs entries](e2e_scan.png)",
+        "",
+        f"Recall and false hits vs threshold: originals stored, then {sweep['must_hit']} re-encodings (JPEG q85/q60, "
+        f"half size, WebP) and {sweep['must_miss']} look-alikes looked up (no model).",
+        "",
+        "| threshold | " + " | ".join(str(x) for x in t) + " |",
+        "|---|" + "---:|" * len(t),
+    ]
     for name in ("ours", "seed"):
-        out.append(f"| {name} recall % | " + " | ".join(f"{100 * v:.0f}" for v in sweep[name]["recall"]) + " |")
+        out.append(
+            f"| {name} recall % | " + " | ".join(f"{100 * v:.0f}" for v in sweep[name]["recall"]) + " |"
+        )
         out.append(f"| {name} false hits | " + " | ".join(str(v) for v in sweep[name]["false_hits"]) + " |")
     return out + ["", "![recall and false hits vs threshold](e2e_threshold.png)", ""]
 
 
 def write_markdown(results: dict, path: Path) -> None:
-    lines = ["# End-to-end benchmark and load test (issue #5)", "",
-             f"Machine: {machine_line(results['machine'])}.", "",
-             "Every ratio compares numbers measured in the same run on this machine. Run it again with "
-             "`python -m bench --only e2e` (`python -m bench.e2e --parts latency,load,mixed,replay,curves`).", ""]
+    lines = [
+        "# End-to-end benchmark and load test (issue #5)",
+        "",
+        f"Machine: {machine_line(results['machine'])}.",
+        "",
+        "Every ratio compares numbers measured in the same run on this machine. Run it again with "
+        "`python -m bench --only e2e` (`python -m bench.e2e --parts latency,load,mixed,replay,curves`).",
+        "",
+    ]
     runs = results.get("runs", {})
-    lines.append("Parts (date, duration, 1-minute load average before/after: the box is shared): " + "; ".join(
-        f"{part} {run['date']} ({run['seconds']:.0f} s, load {'/'.join(map(str, run.get('load_average', [])))}"
-        f"{', QUICK smoke run' if run['quick'] else ''})"
-        for part, run in runs.items()) + ".")
+    lines.append(
+        "Parts (date, duration, 1-minute load average before/after: the box is shared): "
+        + "; ".join(
+            f"{part} {run['date']} ({run['seconds']:.0f} s, load {'/'.join(map(str, run.get('load_average', [])))}"
+            f"{', QUICK smoke run' if run['quick'] else ''})"
+            for part, run in runs.items()
+        )
+        + "."
+    )
     lines.append("")
-    for key, section in (("latency", latency_section), ("load", load_section), ("mixed", mixed_section),
-                         ("replay", replay_section), ("latency", bursts_section), ("curves", curves_section)):
+    for key, section in (
+        ("latency", latency_section),
+        ("load", load_section),
+        ("mixed", mixed_section),
+        ("replay", replay_section),
+        ("latency", bursts_section),
+        ("curves", curves_section),
+    ):
         if key in results:
             lines += section(results)
     path.write_text("\n".join(lines))

@@ -7,7 +7,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
 def _save(fig, path: Path) -> None:
@@ -18,8 +18,13 @@ def _save(fig, path: Path) -> None:
 
 def latency_plot(latency: dict, path: Path) -> None:
     rt = latency["round_trip_ms"]
-    bars = [("no-op\n(8x8 PNG)", "noop"), ("no-op\n(result PNG)", "noop_sized"), ("exact hit", "exact"),
-            ("near-duplicate\nhit", "fuzzy"), ("miss\n(model)", "miss")]
+    bars = [
+        ("no-op\n(8x8 PNG)", "noop"),
+        ("no-op\n(result PNG)", "noop_sized"),
+        ("exact hit", "exact"),
+        ("near-duplicate\nhit", "fuzzy"),
+        ("miss\n(model)", "miss"),
+    ]
     bars = [(label, rt[key]) for label, key in bars if rt.get(key, {}).get("n")]
     fig, ax = plt.subplots(figsize=(7, 4))
     colors = ["#9ca3af", "#6b7280", "#047857", "#10b981", "#b91c1c"][: len(bars)]
@@ -57,7 +62,9 @@ def load_plot(results: dict, path: Path) -> None:
 
 def scan_plot(scan: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.8))
-    ax.plot(scan["sizes"], scan["seed_ms"], "o-", color="#b91c1c", label="seed-style (SQLite rows, Python scan)")
+    ax.plot(
+        scan["sizes"], scan["seed_ms"], "o-", color="#b91c1c", label="seed-style (SQLite rows, Python scan)"
+    )
     ax.plot(scan["sizes"], scan["ours_ms"], "o-", color="#047857", label="ours (numpy Hamming index)")
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -71,7 +78,10 @@ def scan_plot(scan: dict, path: Path) -> None:
 def threshold_plot(sweep: dict, path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
     t = sweep["thresholds"]
-    for name, color, label in (("seed", "#b91c1c", "seed-style (pHash only)"), ("ours", "#047857", "ours (pHash + verify)")):
+    for name, color, label in (
+        ("seed", "#b91c1c", "seed-style (pHash only)"),
+        ("ours", "#047857", "ours (pHash + verify)"),
+    ):
         left.plot(t, [100 * r for r in sweep[name]["recall"]], "o-", color=color, label=label)
         right.plot(t, sweep[name]["false_hits"], "o-", color=color, label=label)
     seed_t, ours_t = sweep["seed_threshold"], sweep["ours_threshold"]
@@ -90,10 +100,12 @@ def threshold_plot(sweep: dict, path: Path) -> None:
 
 def write_plots(results: dict, folder: Path) -> list[Path]:
     written = []
-    for key, name, draw in (("latency", "e2e_latency.png", lambda r: latency_plot(r, folder / name)),
-                            ("load", "e2e_load.png", lambda r: load_plot(results, folder / name)),
-                            ("curves", "e2e_scan.png", lambda r: scan_plot(r["scan"], folder / name)),
-                            ("curves", "e2e_threshold.png", lambda r: threshold_plot(r["sweep"], folder / name))):
+    for key, name, draw in (
+        ("latency", "e2e_latency.png", lambda r: latency_plot(r, folder / name)),
+        ("load", "e2e_load.png", lambda r: load_plot(results, folder / name)),
+        ("curves", "e2e_scan.png", lambda r: scan_plot(r["scan"], folder / name)),
+        ("curves", "e2e_threshold.png", lambda r: threshold_plot(r["sweep"], folder / name)),
+    ):
         if key in results:
             draw(results[key])
             written.append(folder / name)

@@ -86,8 +86,9 @@ def served_source(png: bytes, references: dict[str, np.ndarray]) -> str:
     return min(references, key=lambda source: float(np.mean((references[source] - small) ** 2)))
 
 
-def replay_interleaved(requests: list[Request], serves: dict[str, Callable[[bytes], tuple[bytes, str]]],
-                       clock: ModelClock) -> list[Run]:
+def replay_interleaved(
+    requests: list[Request], serves: dict[str, Callable[[bytes], tuple[bytes, str]]], clock: ModelClock
+) -> list[Run]:
     """Each request through every alternative in turn, so drift on a shared machine hits all alike.
 
     The driver is single-threaded and the model runs in this process, so the process's CPU
@@ -102,7 +103,9 @@ def replay_interleaved(requests: list[Request], serves: dict[str, Callable[[byte
             run = runs[name]
             run.cpu_s += time.process_time() - cpu0
             run.wall_s += seconds
-            run.served.append(Served(request, kind != "miss", kind, seconds * 1000, (clock.seconds - model0) * 1000, png))
+            run.served.append(
+                Served(request, kind != "miss", kind, seconds * 1000, (clock.seconds - model0) * 1000, png)
+            )
     return list(runs.values())
 
 
@@ -172,29 +175,43 @@ def measure(photos: list[Path], adversarial_photos: list[Path], max_side: int, w
         return outcome.png, outcome.kind
 
     try:
-        runs = replay_interleaved(requests, {
-            "no cache": lambda data: (compute(data), "miss"),
-            "gr.cache (exact, memory)": serve_gr,
-            "seed-style (pHash<=5, SQLite scan)": serve_seed,
-            "ours (exact + verified pHash)": serve_ours,
-        }, clock)
+        runs = replay_interleaved(
+            requests,
+            {
+                "no cache": lambda data: (compute(data), "miss"),
+                "gr.cache (exact, memory)": serve_gr,
+                "seed-style (pHash<=5, SQLite scan)": serve_seed,
+                "ours (exact + verified pHash)": serve_ours,
+            },
+            clock,
+        )
         _, gr_run, seed_run, ours_run = runs
 
         gr_run.adversarial = _lookalike_hits(lookalikes, lambda data: _probe(wrapper, data))
         fresh, _ = gr_cache_wrapper(compute)  # what a restarted process has
         gr_run.restart = "yes" if _all_hit(requests[:3], lambda d: _probe(fresh, d)) else "no"
 
-        seed_run.adversarial = _lookalike_hits(lookalikes, lambda data: seed.lookup(seed.phash(data)) is not None)
+        seed_run.adversarial = _lookalike_hits(
+            lookalikes, lambda data: seed.lookup(seed.phash(data)) is not None
+        )
         seed.close()
         reopened = SeedStyleCache(work / "seed.sqlite")
-        seed_run.restart = "yes" if _all_hit(requests[:3], lambda d: reopened.lookup(reopened.phash(d)) is not None) else "no"
+        seed_run.restart = (
+            "yes"
+            if _all_hit(requests[:3], lambda d: reopened.lookup(reopened.phash(d)) is not None)
+            else "no"
+        )
         reopened.close()
 
-        ours_run.adversarial = _lookalike_hits(lookalikes, lambda data: not _is_job(ours.prepare(data, STYLE)))
+        ours_run.adversarial = _lookalike_hits(
+            lookalikes, lambda data: not _is_job(ours.prepare(data, STYLE))
+        )
         cache.close()
         cache = ResultCache(work / "ours")
         again = StylizeService(cache, weights_dir=weights_dir, max_side=max_side)
-        ours_run.restart = "yes" if _all_hit(requests[:3], lambda d: not _is_job(again.prepare(d, STYLE))) else "no"
+        ours_run.restart = (
+            "yes" if _all_hit(requests[:3], lambda d: not _is_job(again.prepare(d, STYLE))) else "no"
+        )
         cache.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -241,30 +258,41 @@ def summarize(runs: list[Run], requests: list[Request], lookalikes: list[Request
         false = [s for s in hits if served_source(s.png, references) != s.request.source]
         misses = [s for s in run.served if not s.hit]
         # Non-model time of a miss here minus the same request's non-model time uncached.
-        extra = [
-            (s.ms - s.model_ms) - (base_by_name[s.request.name].ms - base_by_name[s.request.name].model_ms)
-            for s in misses
-        ] if run is not base else []
-        rows.append({
-            "name": run.name,
-            "requests": len(run.served),
-            "hits": len(hits),
-            "hit_rate": len(hits) / len(run.served),
-            "kinds": {k: sum(1 for s in run.served if s.kind == k) for k in sorted({s.kind for s in run.served})},
-            "false_hits": len(false),
-            "false_hit_detail": [f"{s.request.name} served {served_source(s.png, references)}" for s in false],
-            "hit_ms_median": statistics.median(s.ms for s in hits) if hits else None,
-            "hit_ms_p95": percentile([s.ms for s in hits], 95) if hits else None,
-            "miss_ms_median": statistics.median(s.ms for s in misses) if misses else None,
-            "mean_ms": statistics.fmean(s.ms for s in run.served),
-            "miss_overhead_ms": statistics.median(extra) if extra else None,
-            "miss_overhead_pct": 100 * statistics.median(extra) / miss_ms if extra else None,
-            "cpu_s": run.cpu_s,
-            "cpu_vs_no_cache": run.cpu_s / base.cpu_s,
-            "wall_s": run.wall_s,
-            "restart": run.restart,
-            "adversarial": {k: list(v) for k, v in run.adversarial.items()},
-        })
+        extra = (
+            [
+                (s.ms - s.model_ms)
+                - (base_by_name[s.request.name].ms - base_by_name[s.request.name].model_ms)
+                for s in misses
+            ]
+            if run is not base
+            else []
+        )
+        rows.append(
+            {
+                "name": run.name,
+                "requests": len(run.served),
+                "hits": len(hits),
+                "hit_rate": len(hits) / len(run.served),
+                "kinds": {
+                    k: sum(1 for s in run.served if s.kind == k) for k in sorted({s.kind for s in run.served})
+                },
+                "false_hits": len(false),
+                "false_hit_detail": [
+                    f"{s.request.name} served {served_source(s.png, references)}" for s in false
+                ],
+                "hit_ms_median": statistics.median(s.ms for s in hits) if hits else None,
+                "hit_ms_p95": percentile([s.ms for s in hits], 95) if hits else None,
+                "miss_ms_median": statistics.median(s.ms for s in misses) if misses else None,
+                "mean_ms": statistics.fmean(s.ms for s in run.served),
+                "miss_overhead_ms": statistics.median(extra) if extra else None,
+                "miss_overhead_pct": 100 * statistics.median(extra) / miss_ms if extra else None,
+                "cpu_s": run.cpu_s,
+                "cpu_vs_no_cache": run.cpu_s / base.cpu_s,
+                "wall_s": run.wall_s,
+                "restart": run.restart,
+                "adversarial": {k: list(v) for k, v in run.adversarial.items()},
+            }
+        )
     return {
         "photos": len(references),
         "requests": len(requests),

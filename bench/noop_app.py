@@ -48,8 +48,16 @@ def small_png() -> bytes:
 
 
 def build(small: Path, sized: Path) -> gr.Blocks:
-    info = {"kind": "noop", "distance": 0, "threshold": 0, "latency_ms": 0.0, "style": "hayao",
-            "width": 0, "height": 0, "cached": True}
+    info = {
+        "kind": "noop",
+        "distance": 0,
+        "threshold": 0,
+        "latency_ms": 0.0,
+        "style": "hayao",
+        "width": 0,
+        "height": 0,
+        "cached": True,
+    }
 
     async def stylize(image: str | None, style: str):
         return str(small), "no-op", info

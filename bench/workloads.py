@@ -109,7 +109,9 @@ def large_and_reduced(path: Path, side: int = 1200, factor: float = 0.8) -> list
     image = _rgb(path)
     scale = side / max(image.size)
     large = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS)
-    reduced = large.resize((round(large.width * factor), round(large.height * factor)), Image.Resampling.LANCZOS)
+    reduced = large.resize(
+        (round(large.width * factor), round(large.height * factor)), Image.Resampling.LANCZOS
+    )
     return [
         Request(path.name, f"jpeg_{side}px", encode(large, "JPEG", quality=90)),
         Request(path.name, f"webp_{factor}x", encode(reduced, "WEBP", quality=80)),

@@ -31,7 +31,9 @@ def open_backend(location: str | Path, *, size_limit: int) -> Opened:
     if not is_server_url(location):
         if isinstance(location, str) and "://" in location:
             log.warning("result cache URL %s is not a Redis URL, running uncached", location)
-            return Opened(None, f"Result cache is off ({location} is not a {' / '.join(SERVER_SCHEMES)} URL).")
+            return Opened(
+                None, f"Result cache is off ({location} is not a {' / '.join(SERVER_SCHEMES)} URL)."
+            )
         return open_store(Path(location), size_limit=size_limit)
     from .redis_store import RedisStore  # the redis client is needed only for a Redis cache
     from .store import StoreError, StoreUnavailable

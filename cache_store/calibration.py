@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 

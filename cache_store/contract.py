@@ -281,9 +281,13 @@ def _windows(size: tuple[int, int], area: float, aspect: float = 1.0) -> list[tu
     return [(int(x), int(y), int(x) + box_w, int(y) + box_h) for y in ys for x in xs]
 
 
-def _most(im: Image.Image, area: float, measure: Callable[[np.ndarray], np.ndarray]) -> tuple[int, int, int, int]:
+def _most(
+    im: Image.Image, area: float, measure: Callable[[np.ndarray], np.ndarray]
+) -> tuple[int, int, int, int]:
     """The candidate window of `area` where the per-pixel `measure` sums highest."""
-    total = np.pad(measure(np.asarray(im.convert("RGB"), dtype=np.float32)), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    total = (
+        np.pad(measure(np.asarray(im.convert("RGB"), dtype=np.float32)), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    )
 
     def score(box: tuple[int, int, int, int]) -> float:
         left, top, right, bottom = box
@@ -376,9 +380,11 @@ def _pasted_face(im: Image.Image, donor: Image.Image) -> Image.Image:
     w, h = im.size
     box_w, box_h = round(w * PASTE_SIDE), round(h * PASTE_SIDE)
     dw, dh = donor.size
-    part = donor.convert("RGB").crop(
-        (round(dw * 0.3), round(dh * 0.25), round(dw * 0.7), round(dh * 0.65))
-    ).resize((box_w, box_h), Image.Resampling.LANCZOS)
+    part = (
+        donor.convert("RGB")
+        .crop((round(dw * 0.3), round(dh * 0.25), round(dw * 0.7), round(dh * 0.65)))
+        .resize((box_w, box_h), Image.Resampling.LANCZOS)
+    )
     out = im.copy()
     out.paste(part, (round(w * 0.4), round(h * 0.3)))
     return out
@@ -425,7 +431,11 @@ MUST_MISS: tuple[Edit, ...] = (
     Edit("brightness +40%", "brightness +-40 %", _brightness(1.4)),
     Edit("brightness -40%", "brightness +-40 %", _brightness(0.6)),
     Edit("mirrored", "mirror, 90 degree rotation, 10 % crop", lambda im, _: ImageOps.mirror(im)),
-    Edit("rotated 90", "mirror, 90 degree rotation, 10 % crop", lambda im, _: im.transpose(Image.Transpose.ROTATE_90)),
+    Edit(
+        "rotated 90",
+        "mirror, 90 degree rotation, 10 % crop",
+        lambda im, _: im.transpose(Image.Transpose.ROTATE_90),
+    ),
     Edit("crop 10% one side", "mirror, 90 degree rotation, 10 % crop", _crop(0, 0, 0.10, 0)),
     Edit("crop 10% centred", "mirror, 90 degree rotation, 10 % crop", _crop(0.05, 0.05, 0.05, 0.05)),
     Edit("sticker centre", "a sticker of about 2 % of the area", _sticker("centre")),

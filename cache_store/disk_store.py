@@ -131,7 +131,9 @@ def _translated(method: Callable[..., T]) -> Callable[..., T]:
         except (sqlite3.Error, diskcache.Timeout, OSError) as error:
             if is_corruption(error):
                 raise StoreCorrupt(f"{self.directory / DBNAME}: {error}") from error
-            raise StoreError(f"{type(error).__name__}: {error}" if str(error) else type(error).__name__) from error
+            raise StoreError(
+                f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+            ) from error
 
     return call
 
@@ -156,7 +158,7 @@ class _Connection:
     def __del__(self) -> None:
         try:
             self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown; nothing left to do
+        except Exception:
             pass
 
 
@@ -274,10 +276,14 @@ class DiskStore:
 
     @_translated
     def row(self, namespace: str, seq: int) -> FuzzyRow | None:
-        found = self._con().execute(
-            "SELECT seq, value_key, signature, width, height, has_alpha FROM cs_entry WHERE seq = ? AND ns = ?",
-            (seq, namespace),
-        ).fetchone()
+        found = (
+            self._con()
+            .execute(
+                "SELECT seq, value_key, signature, width, height, has_alpha FROM cs_entry WHERE seq = ? AND ns = ?",
+                (seq, namespace),
+            )
+            .fetchone()
+        )
         if found is None:
             return None
         seq, key, signature, width, height, has_alpha = found
@@ -316,14 +322,20 @@ class DiskStore:
         now = time.time()
         with self._transaction() as con:
             con.execute("DELETE FROM cs_lock WHERE key = ? AND expires < ?", (key, now))
-            return con.execute("INSERT OR IGNORE INTO cs_lock VALUES (?, ?, ?)", (key, owner, now + ttl)).rowcount == 1
+            return (
+                con.execute(
+                    "INSERT OR IGNORE INTO cs_lock VALUES (?, ?, ?)", (key, owner, now + ttl)
+                ).rowcount
+                == 1
+            )
 
     @_translated
     def refresh_lock(self, key: str, owner: str, ttl: float) -> bool:
         with self._transaction() as con:
             return (
                 con.execute(
-                    "UPDATE cs_lock SET expires = ? WHERE key = ? AND owner = ?", (time.time() + ttl, key, owner)
+                    "UPDATE cs_lock SET expires = ? WHERE key = ? AND owner = ?",
+                    (time.time() + ttl, key, owner),
                 ).rowcount
                 == 1
             )
@@ -462,7 +474,10 @@ class DiskStore:
         held = getattr(self._local, "held", None)
         if held is None or held.pid != os.getpid():
             con = sqlite3.connect(
-                self.directory / DBNAME, timeout=SQLITE_TIMEOUT_S, isolation_level=None, check_same_thread=False
+                self.directory / DBNAME,
+                timeout=SQLITE_TIMEOUT_S,
+                isolation_level=None,
+                check_same_thread=False,
             )
             con.execute("PRAGMA synchronous = NORMAL")
             con.execute(f"PRAGMA journal_size_limit = {self._wal_limit}")

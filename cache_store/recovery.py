@@ -53,9 +53,11 @@ def open_store(directory: Path, *, size_limit: int) -> Opened:
     except (OSError, sqlite3.Error, diskcache.Timeout, StoreError) as error:
         log.warning("result cache in %s is unusable, running uncached: %s", directory, error)
         return Opened(None, f"Result cache is off ({error}); every photo is computed.")
-    except Exception as error:  # noqa: BLE001 - whatever the files hold, the app still starts
+    except Exception as error:
         log.exception("result cache in %s could not be opened, running uncached", directory)
-        return Opened(None, f"Result cache is off ({type(error).__name__}: {error}); every photo is computed.")
+        return Opened(
+            None, f"Result cache is off ({type(error).__name__}: {error}); every photo is computed."
+        )
     return Opened(store, f"Result cache ready in {directory}.")
 
 

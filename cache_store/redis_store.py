@@ -225,13 +225,26 @@ class RedisStore:
             return None
 
     def put(self, entry: Entry) -> None:
-        keys = [self._k(entry.key), self._stream(entry.namespace), *map(self._k, ("seq", "stats", "namespaces"))]
+        keys = [
+            self._k(entry.key),
+            self._stream(entry.namespace),
+            *map(self._k, ("seq", "stats", "namespaces")),
+        ]
         if entry.alias is not None:
             keys.append(self._k(entry.alias))
         ttl_ms = max(1, round(entry.expire * 1000)) if entry.expire else 0
         args = [
-            entry.blob, entry.signature, entry.width, entry.height, int(entry.has_alpha), _PHASH.pack(entry.phash),
-            ttl_ms, ROWS_KEPT, entry.key, entry.alias or "", entry.namespace,
+            entry.blob,
+            entry.signature,
+            entry.width,
+            entry.height,
+            int(entry.has_alpha),
+            _PHASH.pack(entry.phash),
+            ttl_ms,
+            ROWS_KEPT,
+            entry.key,
+            entry.alias or "",
+            entry.namespace,
         ]
         with self._call():
             self._put(keys=keys, args=args)
@@ -251,7 +264,11 @@ class RedisStore:
                     keys=[self._stream(namespace)], args=[start, ROWS_PER_READ]
                 )
                 if dropped:
-                    log.warning("result cache: dropped %d malformed stream entries of namespace %s", dropped, namespace)
+                    log.warning(
+                        "result cache: dropped %d malformed stream entries of namespace %s",
+                        dropped,
+                        namespace,
+                    )
                 if text:
                     seqs.append(np.array(text.split()).astype(np.int64))
                     hashes.append(np.frombuffer(words, dtype=">u8").astype(np.uint64))
@@ -269,7 +286,9 @@ class RedisStore:
         try:
             row = FuzzyRow(seq, key.decode("ascii"), signature, _side(width), _side(height), _flag(alpha))
         except (ValueError, TypeError) as error:  # not what `put` wrote: the value goes with it
-            log.warning("result cache: dropping malformed fuzzy row %s of namespace %s (%s)", seq, namespace, error)
+            log.warning(
+                "result cache: dropping malformed fuzzy row %s of namespace %s (%s)", seq, namespace, error
+            )
             self.discard(key.decode("ascii", "replace"))
             return None
         return row
@@ -311,7 +330,9 @@ class RedisStore:
             raw, info = pipe.hgetall(self._k("stats")).info("stats").execute()
         stats = {name.decode(): float(value) for name, value in raw.items()}
         found = {
-            name[:-2]: (int(n), stats.get(name[:-2] + ":ms", 0.0)) for name, n in stats.items() if name.endswith(":n")
+            name[:-2]: (int(n), stats.get(name[:-2] + ":ms", 0.0))
+            for name, n in stats.items()
+            if name.endswith(":n")
         }
         dropped = int(info.get("evicted_keys", 0)) + int(info.get("expired_keys", 0))
         since = stats.get("dropped_at_clear", 0)

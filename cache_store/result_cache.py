@@ -35,17 +35,17 @@ from typing import TypeVar
 
 import numpy as np
 
+from .backends import as_location, open_backend
 from .envelope import EnvelopeError, pack, unpack
 from .fingerprint import Fingerprint
 from .fuzzy_tier import FuzzyTier
 from .lookup import Kind, Lookup
-from .backends import as_location, open_backend
 from .recovery import remove_quarantined
 from .signature import SIZE as SIGNATURE_SIZE
-from .verify import REFERENCE_SIZE
-from .verify import mismatch as verify_mismatch
 from .single_flight import KeyLease, poll_delays
 from .store import Entry, MalformedEntry, Store, StoreCorrupt, StoreError, StoreUnavailable
+from .verify import REFERENCE_SIZE
+from .verify import mismatch as verify_mismatch
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,8 @@ class ResultCache:
         limit = self.threshold if threshold is None else threshold
         _namespace_id(namespace)  # a caller's mistake raises here, outside the error boundary
         hit = self._guarded(
-            lambda store, tier: self._find(store, tier, namespace, fingerprint, limit, started, pixel_key), None
+            lambda store, tier: self._find(store, tier, namespace, fingerprint, limit, started, pixel_key),
+            None,
         )
         if hit is not None:
             self._record(hit)
@@ -192,7 +193,9 @@ class ResultCache:
         _require_pixel_key(fingerprint)
 
         def find() -> Lookup | None:
-            return self._guarded(lambda s, t: self._find(s, t, namespace, fingerprint, self.threshold, started), None)
+            return self._guarded(
+                lambda s, t: self._find(s, t, namespace, fingerprint, self.threshold, started), None
+            )
 
         hit = find()
         if hit is not None:
@@ -399,7 +402,9 @@ class ResultCache:
     ) -> Lookup:
         value, meta = compute()
         self.put(namespace, stored() if stored is not None else fp, value, meta)
-        missed = Lookup("miss", bytes(value), dict(meta), 0, self.threshold, _ms(started), (fp.width, fp.height))
+        missed = Lookup(
+            "miss", bytes(value), dict(meta), 0, self.threshold, _ms(started), (fp.width, fp.height)
+        )
         return self._record(missed)
 
     def _write(self, store: Store, entry: Entry) -> None:
@@ -429,9 +434,12 @@ class ResultCache:
             self._warn("store", f"result cache unavailable for this request: {error}")
             if self._is_stale(store):
                 self._recover(store, "was deleted or replaced while in use")
-        except Exception as error:  # noqa: BLE001 - a bug or a malformed entry: still never a failed request
-            self._warn("unexpected", f"result cache error, serving uncached: {type(error).__name__}: {error}",
-                       exc_info=True)
+        except Exception as error:
+            self._warn(
+                "unexpected",
+                f"result cache error, serving uncached: {type(error).__name__}: {error}",
+                exc_info=True,
+            )
         return default
 
     def _open(self) -> None:
@@ -446,7 +454,7 @@ class ResultCache:
             log.warning("result cache store in %s %s; opening a fresh one", self.location, what)
             try:
                 broken.close()
-            except Exception as error:  # noqa: BLE001 - it is being replaced anyway
+            except Exception as error:
                 log.debug("closing the old store failed: %s", error)
             self._open()
 
@@ -454,7 +462,7 @@ class ResultCache:
     def _is_stale(store: Store) -> bool:
         try:
             return store.stale()
-        except Exception:  # noqa: BLE001 - a store that cannot tell is not replaced for it
+        except Exception:
             return False
 
     # -- housekeeping -----------------------------------------------------------------------
@@ -465,7 +473,9 @@ class ResultCache:
             if self._housekeeper_pid == os.getpid() or self._closing.is_set():
                 return
             self._housekeeper_pid = os.getpid()
-            self._housekeeper = threading.Thread(target=self._housekeep, name="cache-housekeeping", daemon=True)
+            self._housekeeper = threading.Thread(
+                target=self._housekeep, name="cache-housekeeping", daemon=True
+            )
             self._housekeeper.start()
 
     def _housekeep(self) -> None:

@@ -92,7 +92,9 @@ class Signature:
         if len(data) != SIZE:
             raise ValueError(f"a signature has {SIZE} bytes, not {len(data)}")
         split = SIZE - len(_GLOBALS) * 4
-        planes = np.frombuffer(data[:split], dtype="<f2").astype(np.float32).reshape(len(_PLANES), CELLS, CELLS)
+        planes = (
+            np.frombuffer(data[:split], dtype="<f2").astype(np.float32).reshape(len(_PLANES), CELLS, CELLS)
+        )
         scalars = np.frombuffer(data[split:], dtype="<f4").astype(np.float64)
         if not (np.isfinite(planes).all() and np.isfinite(scalars).all()):
             raise ValueError("a signature holds a value that is not a finite number")

@@ -36,7 +36,7 @@ class Calibrator:
             return fingerprint
         try:
             return calibration.result()
-        except Exception:  # noqa: BLE001 - the entry stays exact-only; the request goes on
+        except Exception:
             log.exception("could not calibrate a cache entry; it is stored for exact hits only")
             return fingerprint
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from . import build_service, settings as settings_module
-from .outcome import format_duration
+from . import build_service
+from . import settings as settings_module
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
@@ -30,15 +30,28 @@ def build_parser() -> argparse.ArgumentParser:
         description="Turn photos into anime-style images (AnimeGANv2), with a result cache.",
     )
     parser.add_argument("inputs", nargs="*", type=Path, help="image files or folders")
-    parser.add_argument("-o", "--outdir", type=Path, default=Path("stylized"), help="output folder (default ./stylized)")
+    parser.add_argument(
+        "-o", "--outdir", type=Path, default=Path("stylized"), help="output folder (default ./stylized)"
+    )
     parser.add_argument("--style", default="hayao", help="style name (see --list-styles)")
-    parser.add_argument("--list-styles", action="store_true", help="list the styles and whether each is available")
-    parser.add_argument("--force", action="store_true", help="skip the cache look-up (still stores the result)")
+    parser.add_argument(
+        "--list-styles", action="store_true", help="list the styles and whether each is available"
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="skip the cache look-up (still stores the result)"
+    )
     settings_module.add_arguments(
         parser,
         [
-            "weights_dir", "max_side", "precision", "cache_dir", "cache_url", "no_cache", "threshold",
-            "offline", "download_mirror",
+            "weights_dir",
+            "max_side",
+            "precision",
+            "cache_dir",
+            "cache_url",
+            "no_cache",
+            "threshold",
+            "offline",
+            "download_mirror",
         ],
     )
     return parser
@@ -68,7 +81,9 @@ def output_names(paths: list[Path], style: str) -> list[str]:
     as on the file systems that ignore case."""
     shared = Counter(path.stem.casefold() for path in paths)
     bases = [
-        f"{path.stem}-{path.suffix.lstrip('.')}" if shared[path.stem.casefold()] > 1 and path.suffix else path.stem
+        f"{path.stem}-{path.suffix.lstrip('.')}"
+        if shared[path.stem.casefold()] > 1 and path.suffix
+        else path.stem
         for path in paths
     ]
     used: set[str] = set()

@@ -210,8 +210,12 @@ class StylizeService:
                 hit = self.cache.lookup(request.namespace, fingerprint, pixel_key=exact_key)
             if hit is not None:
                 data = request.data
-                alpha = (lambda: open_image(data, max_side=self.max_side).alpha) if preview.has_alpha else _none
-                return self._outcome(hit, self._fit_hit(hit, preview.size, alpha), request.style, request.started)
+                alpha = (
+                    (lambda: open_image(data, max_side=self.max_side).alpha) if preview.has_alpha else _none
+                )
+                return self._outcome(
+                    hit, self._fit_hit(hit, preview.size, alpha), request.style, request.started
+                )
         return Job(**vars(request), fingerprint=fingerprint)
 
     def finish(self, job: Job, progress: Progress | None = None) -> Outcome:
@@ -233,7 +237,9 @@ class StylizeService:
         def compute() -> tuple[bytes, dict]:
             nonlocal calibration
             if fingerprint is not None:  # measured beside the inference, stored with it
-                calibration = self.calibrator.start(fingerprint, lambda: self._calibration_picture(job, photo))
+                calibration = self.calibrator.start(
+                    fingerprint, lambda: self._calibration_picture(job, photo)
+                )
             with self._gate:
                 output = job.stylizer.stylize(photo.rgb, progress=progress)
             if photo.alpha is not None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 DEFAULT_CACHE_DIR = Path(".cache") / "results"
 
@@ -79,7 +80,11 @@ _OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "cache_size": ("ANIMEGAN_CACHE_SIZE", _size, "cache byte budget, e.g. 1GB (default)"),
     "ttl": ("ANIMEGAN_TTL", float, "seconds a cached result lives (default 7 days; 0 = keep)"),
     "threshold": ("ANIMEGAN_THRESHOLD", int, "fuzzy-tier pHash distance in bits (0 = exact only)"),
-    "cache_scope": ("ANIMEGAN_CACHE_SCOPE", str, "global (default): results shared by all visitors; session: per visitor"),
+    "cache_scope": (
+        "ANIMEGAN_CACHE_SCOPE",
+        str,
+        "global (default): results shared by all visitors; session: per visitor",
+    ),
     "weights_dir": ("ANIMEGAN_WEIGHTS_DIR", Path, "directory holding the generator weights"),
     "offline": ("ANIMEGAN_OFFLINE", _bool, "never download missing weights"),
     "download_mirror": (

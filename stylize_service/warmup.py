@@ -76,13 +76,17 @@ def warm_examples(
         except AnimeGANError as exc:  # a bad example file, say: the message says it all
             report.failed += 1
             log.warning("warm-up: %s (%s) failed: %s", path.name, style, exc)
-        except Exception:  # noqa: BLE001 (a warm-up must never take the app down)
+        except Exception:
             report.failed += 1
             log.exception("warm-up: %s (%s) failed", path.name, style)
     log.info(
         "warm-up finished: %d examples for style %s in %s (%d generated, %d already cached, %d failed)",
-        len(paths), style, format_duration((time.perf_counter() - started) * 1000),
-        report.generated, report.cached, report.failed,
+        len(paths),
+        style,
+        format_duration((time.perf_counter() - started) * 1000),
+        report.generated,
+        report.cached,
+        report.failed,
     )
     return report
 

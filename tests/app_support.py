@@ -57,7 +57,15 @@ def launch_app(
     """
     port = free_port()
     log_path = tmp / f"app-{port}.log"
-    command = [sys.executable, str(REPO / "app.py"), "--port", str(port), "--max-side", str(TEST_MAX_SIDE), *extra]
+    command = [
+        sys.executable,
+        str(REPO / "app.py"),
+        "--port",
+        str(port),
+        "--max-side",
+        str(TEST_MAX_SIDE),
+        *extra,
+    ]
     if weights_dir is not None:
         command += ["--weights-dir", str(weights_dir), "--offline"]
     if "--cache-dir" not in extra and "--cache-url" not in extra:
@@ -91,5 +99,3 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=15)
     except subprocess.TimeoutExpired:
         proc.kill()
-
-

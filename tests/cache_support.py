@@ -93,8 +93,10 @@ def check_store(directory: Path, *, orphans_allowed: bool = False) -> dict[str, 
     directory = Path(directory)
     with connect(directory) as con:
         assert con.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-        values = {key: (mode, filename, value) for key, mode, filename, value in con.execute(
-            "SELECT key, mode, filename, value FROM Cache")}
+        values = {
+            key: (mode, filename, value)
+            for key, mode, filename, value in con.execute("SELECT key, mode, filename, value FROM Cache")
+        }
         rows = con.execute("SELECT value_key FROM cs_entry").fetchall()
         aliases = con.execute("SELECT value_key FROM cs_alias").fetchall()
     assert all(key in values for (key,) in rows), "fuzzy row without a value"
@@ -120,7 +122,9 @@ def rewrite_value(location: Path | str, fp: Fingerprint, namespace: str, change)
     key = f"v:{_namespace_id(namespace)}:{fp.pixel_sha}"
     if isinstance(location, Path):
         with connect(location) as con:
-            filename, inline = con.execute("SELECT filename, value FROM Cache WHERE key = ?", (key,)).fetchone()
+            filename, inline = con.execute(
+                "SELECT filename, value FROM Cache WHERE key = ?", (key,)
+            ).fetchone()
             if filename is None:
                 con.execute("UPDATE Cache SET value = ? WHERE key = ?", (change(bytes(inline)), key))
         if filename is not None:
@@ -162,4 +166,6 @@ def open_files(prefix: Path | str) -> list[str]:
 def value_files(directory: Path) -> list[Path]:
     """The value files under `directory`; safe while a sweep deletes folders (os.walk skips
     a folder that vanished, where Path.glob raises)."""
-    return [Path(root) / name for root, _, files in os.walk(directory) for name in files if name.endswith(".val")]
+    return [
+        Path(root) / name for root, _, files in os.walk(directory) for name in files if name.endswith(".val")
+    ]

@@ -102,7 +102,9 @@ def check(
                 expected = "miss" if detector.changed(decoded(upload)) else "either"
             hit = cache.lookup(NS, query(upload), threshold=threshold)
             served = None if hit is None else hit.value.decode()
-            cases.append(Case(name, edit.name, edit.group, expected, served, None if hit is None else hit.distance))
+            cases.append(
+                Case(name, edit.name, edit.group, expected, served, None if hit is None else hit.distance)
+            )
     return cases
 
 
@@ -147,7 +149,9 @@ class Curve:
     phash_false_hits: list[float]
 
 
-def curves(photos: Mapping[str, Image.Image], prints: Mapping[str, Fingerprint], thresholds: list[int]) -> Curve:
+def curves(
+    photos: Mapping[str, Image.Image], prints: Mapping[str, Fingerprint], thresholds: list[int]
+) -> Curve:
     """Every contract edit of every photo, judged at each threshold as `ResultCache.lookup`
     judges it (the nearest candidate that verifies; pHash only: the nearest candidate)."""
     from cache_store.result_cache import FUZZY_CANDIDATES
@@ -164,10 +168,18 @@ def curves(photos: Mapping[str, Image.Image], prints: Mapping[str, Fingerprint],
         detector = ChangeDetector(source)
         for edit in (*MUST_HIT, *MUST_MISS):
             upload = edit.apply(source, donor)
-            expected = "hit" if edit.name in must_hit else ("miss" if detector.changed(decoded(upload)) else "either")
+            expected = (
+                "hit"
+                if edit.name in must_hit
+                else ("miss" if detector.changed(decoded(upload)) else "either")
+            )
             fp = query(upload)
             distances = np.bitwise_count(hashes ^ np.uint64(fp.phash))
-            near = [(int(distances[i]), names[i]) for i in np.argsort(distances, kind="stable") if distances[i] <= max(thresholds)]
+            near = [
+                (int(distances[i]), names[i])
+                for i in np.argsort(distances, kind="stable")
+                if distances[i] <= max(thresholds)
+            ]
             judged.append((expected, name, [(d, n, mismatch(fp, rows[n]) is None) for d, n in near]))
     out = Curve(thresholds, [], [], [], [])
     for t in thresholds:

@@ -24,7 +24,7 @@ class Server:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 server.requests.append(self.path)
                 behaviour, body = server.routes.get(self.path, ("missing", b""))
                 if behaviour == "missing":

@@ -123,9 +123,7 @@ def colour_texture(size: tuple[int, int] = (900, 900), seed: int = 5) -> Image.I
     h, w = size[1], size[0]
     fine = _noise(rng, (h, w), (3, 6, 12))
     coarse = _noise(rng, (h, w), (40, 90))
-    rgb = np.stack(
-        [60 + 120 * fine * coarse, 80 + 140 * fine, 30 + 70 * (1 - coarse) * fine], axis=2
-    )
+    rgb = np.stack([60 + 120 * fine * coarse, 80 + 140 * fine, 30 + 70 * (1 - coarse) * fine], axis=2)
     return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
 
 

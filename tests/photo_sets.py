@@ -95,7 +95,9 @@ def clean_set(directory: Path, examples: Path) -> PhotoSet:
 # like a photo for the cache and the model: a little optical blur and sensor noise.
 
 
-def _camera(image: Image.Image, rng: np.random.Generator, blur: float = 1.2, noise: float = 4.0) -> Image.Image:
+def _camera(
+    image: Image.Image, rng: np.random.Generator, blur: float = 1.2, noise: float = 4.0
+) -> Image.Image:
     soft = np.asarray(image.filter(ImageFilter.GaussianBlur(blur)), dtype=np.float32)
     grain = rng.normal(0.0, noise, soft.shape[:2] + (1,)) + rng.normal(0.0, noise / 3, soft.shape)
     return Image.fromarray(np.clip(soft + grain, 0, 255).round().astype(np.uint8))
@@ -134,7 +136,9 @@ def draw_city(rng: np.random.Generator) -> Image.Image:
         for wy in range(top + 12, 460, 26):
             for wx in range(x + 8, x + width - 14, 20):
                 if rng.random() < 0.8:
-                    draw.rectangle((wx, wy, wx + 10, wy + 14), fill=window if rng.random() < 0.6 else (40, 45, 60))
+                    draw.rectangle(
+                        (wx, wy, wx + 10, wy + 14), fill=window if rng.random() < 0.6 else (40, 45, 60)
+                    )
         x += width + int(rng.integers(2, 18))
     draw.rectangle((0, 480, size[0], size[1]), fill=(70, 70, 76))
     draw.rectangle((0, 470, size[0], 492), fill=(160, 155, 150))

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 import redis
-
 from app_support import free_port
+
 from cache_store.envelope import unpack
 
 #: The Redis tests' databases: 0 for tests that flush it, 1 for module-wide fixtures.
@@ -43,9 +43,23 @@ class RedisServer:
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         log = open(self.directory / "redis.log", "ab")
         self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.directory), "--databases", "4"],
-            stdout=log, stderr=subprocess.STDOUT,
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+                "--databases",
+                "4",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         log.close()
         deadline = time.monotonic() + 10
@@ -55,7 +69,9 @@ class RedisServer:
                 return
             except redis.ConnectionError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server did not start:\n{(self.directory / 'redis.log').read_text()}")
+                    raise RuntimeError(
+                        f"redis-server did not start:\n{(self.directory / 'redis.log').read_text()}"
+                    )
                 time.sleep(0.02)
 
     def stop(self) -> None:
@@ -114,7 +130,7 @@ def check_redis(client: redis.Redis, prefix: str = "rc:") -> dict[str, int]:
     """
     from cache_support import value_matches
 
-    values = {key.decode()[len(prefix):] for key in client.scan_iter(match=f"{prefix}v:*")}
+    values = {key.decode()[len(prefix) :] for key in client.scan_iter(match=f"{prefix}v:*")}
     aliases = [client.get(key).decode() for key in client.scan_iter(match=f"{prefix}r:*")]
     rows = []
     for stream in client.scan_iter(match=f"{prefix}x:*"):

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
+from app_support import EXAMPLES, reencode, wait_for_log
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
-
-from app_support import EXAMPLES, reencode, wait_for_log
 
 pytestmark = pytest.mark.slow
 

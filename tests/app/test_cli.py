@@ -6,16 +6,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-from PIL import Image
-
 from app_support import REPO, TEST_MAX_SIDE
 from http_support import running_server
+from PIL import Image
 
 
 def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "animegan", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=300,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "ANIMEGAN_OFFLINE": "1", **(env or {})},
     )
 
@@ -26,8 +28,16 @@ def test_batch_reports_bad_inputs_and_reuses_the_cache(tmp_path, weights_dir, ph
     for photo in photo_paths[9:11]:
         (inputs / photo.name).write_bytes(photo.read_bytes())
     (inputs / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    common = ["--weights-dir", str(weights_dir), "--max-side", str(TEST_MAX_SIDE),
-              "--cache-dir", str(tmp_path / "cache"), "-o", str(tmp_path / "out")]
+    common = [
+        "--weights-dir",
+        str(weights_dir),
+        "--max-side",
+        str(TEST_MAX_SIDE),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "-o",
+        str(tmp_path / "out"),
+    ]
 
     first = run_cli(str(inputs), *common, cwd=tmp_path)
     assert first.returncode == 1, first.stderr
@@ -50,8 +60,17 @@ def test_list_styles_and_unknown_style(tmp_path, weights_dir, photo_paths):
     assert "available" in hayao
     assert "missing" in next(line for line in listing.stdout.splitlines() if line.startswith("paprika"))
 
-    unknown = run_cli(str(photo_paths[0]), "--style", "nope", "--weights-dir", str(weights_dir),
-                      "--no-cache", "-o", str(tmp_path / "o"), cwd=tmp_path)
+    unknown = run_cli(
+        str(photo_paths[0]),
+        "--style",
+        "nope",
+        "--weights-dir",
+        str(weights_dir),
+        "--no-cache",
+        "-o",
+        str(tmp_path / "o"),
+        cwd=tmp_path,
+    )
     assert unknown.returncode == 2 and "nope" in unknown.stderr and "Traceback" not in unknown.stderr
 
 
@@ -71,8 +90,19 @@ def test_shared_stems_get_their_own_outputs_and_a_failed_write_does_not_stop_the
         Image.open(photo).convert("RGB").save(path)
     (out / "b_hayao.png").mkdir(parents=True)  # this output cannot be written
 
-    run = run_cli(str(first), str(second), "--weights-dir", str(weights_dir), "--max-side", str(TEST_MAX_SIDE),
-                  "--cache-dir", str(tmp_path / "cache"), "-o", str(out), cwd=tmp_path)
+    run = run_cli(
+        str(first),
+        str(second),
+        "--weights-dir",
+        str(weights_dir),
+        "--max-side",
+        str(TEST_MAX_SIDE),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "-o",
+        str(out),
+        cwd=tmp_path,
+    )
     assert run.returncode == 1, run.stderr
     assert "Traceback" not in run.stderr
     (failed,) = [line for line in run.stderr.splitlines() if "b_hayao.png" in line]
@@ -96,13 +126,21 @@ def test_the_cli_downloads_through_the_mirror_unless_offline(tmp_path, weights_d
     with running_server() as mirror:
         # Any AnimeGANv2 state dict stands in for paprika's (it has no pinned checksum).
         mirror.serve("/paprika.pt", (weights_dir / "animeganv2_hayao_bryandlee.pt").read_bytes())
-        offline = run_cli(*common, "--download-mirror", mirror.url("/"), "-o", str(tmp_path / "a"),
-                          cwd=tmp_path, env=env)
+        offline = run_cli(
+            *common, "--download-mirror", mirror.url("/"), "-o", str(tmp_path / "a"), cwd=tmp_path, env=env
+        )
         assert offline.returncode == 2 and "paprika.pt" in offline.stderr, offline.stderr
         assert mirror.requests == [] and "Traceback" not in offline.stderr
 
-        online = run_cli(*common, "--download-mirror", mirror.url("/"), "-o", str(tmp_path / "b"),
-                         cwd=tmp_path, env={**env, "ANIMEGAN_OFFLINE": "0"})
+        online = run_cli(
+            *common,
+            "--download-mirror",
+            mirror.url("/"),
+            "-o",
+            str(tmp_path / "b"),
+            cwd=tmp_path,
+            env={**env, "ANIMEGAN_OFFLINE": "0"},
+        )
         assert online.returncode == 0, online.stderr
         assert mirror.requests == ["/paprika.pt"]
     assert (tmp_path / "xdg" / "animegan" / "paprika.pt").is_file()

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from app_support import launch_app, stop
 from gradio_client import Client, handle_file
 
-from app_support import launch_app, stop
 from stylize_service.scratch import host_label
 
 pytestmark = pytest.mark.slow

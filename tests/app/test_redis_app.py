@@ -8,9 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from gradio_client import Client, handle_file
-
 from app_support import launch_app, reencode, stop
+from gradio_client import Client, handle_file
 from redis_support import RedisServer, running_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
@@ -22,7 +21,9 @@ def redis_for_apps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSe
 
 
 @pytest.fixture(scope="module")
-def replicas(tmp_path_factory, weights_dir, redis_for_apps: RedisServer) -> Iterator[list[tuple[Client, Path]]]:
+def replicas(
+    tmp_path_factory, weights_dir, redis_for_apps: RedisServer
+) -> Iterator[list[tuple[Client, Path]]]:
     """Two apps on one Redis, started side by side (each loads the model)."""
     tmp = tmp_path_factory.mktemp("replicas")
     url = redis_for_apps.url()
@@ -50,7 +51,9 @@ def test_a_photo_stylized_on_one_replica_hits_on_the_other(replicas, unseen_phot
     assert kind(second, copy) == "fuzzy"
 
 
-def test_redis_restarted_mid_run_loses_no_request(replicas, redis_for_apps: RedisServer, unseen_photos) -> None:
+def test_redis_restarted_mid_run_loses_no_request(
+    replicas, redis_for_apps: RedisServer, unseen_photos
+) -> None:
     (first, first_log), (second, _) = replicas
     photo = unseen_photos[9]
     assert kind(first, photo) == "miss" and kind(second, photo) == "exact"

@@ -7,9 +7,8 @@ recently; the session scope closes that side channel at the cost of cross-visito
 from __future__ import annotations
 
 import pytest
-from gradio_client import Client, handle_file
-
 from app_support import launch_app, stop
+from gradio_client import Client, handle_file
 
 pytestmark = pytest.mark.slow
 
@@ -20,7 +19,9 @@ def kind(client: Client, path) -> str:
 
 
 @pytest.mark.parametrize("scope", ["global", "session"])
-def test_results_are_shared_across_visitors_only_in_the_global_scope(tmp_path, weights_dir, unseen_photos, scope):
+def test_results_are_shared_across_visitors_only_in_the_global_scope(
+    tmp_path, weights_dir, unseen_photos, scope
+):
     proc, url, _ = launch_app(tmp_path, weights_dir, "--cache-scope", scope)
     try:
         first, second = Client(url, verbose=False), Client(url, verbose=False)

@@ -6,13 +6,12 @@ import io
 import threading
 
 import pytest
+from app_support import TEST_MAX_SIDE, reencode
 from PIL import Image
 
 from animegan.errors import ImageError, UnknownStyleError
 from cache_store import ResultCache
 from stylize_service.service import StylizeService
-
-from app_support import TEST_MAX_SIDE, reencode
 
 
 @pytest.fixture()
@@ -43,7 +42,9 @@ def test_miss_then_exact_then_fuzzy_then_other_photo(service, photo_paths):
     assert service.stylize(same_pixels, "hayao").kind == "exact"
 
     small_jpeg = io.BytesIO()
-    Image.open(photo).convert("RGB").resize((src.width // 2, src.height // 2)).save(small_jpeg, "JPEG", quality=60)
+    Image.open(photo).convert("RGB").resize((src.width // 2, src.height // 2)).save(
+        small_jpeg, "JPEG", quality=60
+    )
     near = service.stylize(small_jpeg.getvalue(), "hayao")
     assert near.kind == "fuzzy"
     assert 0 <= near.distance <= near.threshold

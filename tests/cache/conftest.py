@@ -7,9 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from cache_support import fit
+from PIL import Image
 from redis_support import BACKENDS, fresh_location, redis_server, redis_url  # noqa: F401 (fixtures)
 
 

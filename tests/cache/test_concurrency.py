@@ -13,8 +13,9 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from cache_store import ResultCache
 from cache_support import check, synthetic_fingerprint, value_for, value_matches
+
+from cache_store import ResultCache
 
 NS = "ns"
 FORK = multiprocessing.get_context("fork")
@@ -131,7 +132,9 @@ def test_a_killed_holder_blocks_others_only_until_its_lease_expires(location: Pa
         return b"mine", {}
 
     with ResultCache(location, lock_ttl=0.6) as cache:
-        waiter = threading.Thread(target=lambda: result.append(cache.get_or_compute(NS, synthetic_fingerprint(3), compute)))
+        waiter = threading.Thread(
+            target=lambda: result.append(cache.get_or_compute(NS, synthetic_fingerprint(3), compute))
+        )
         waiter.start()
         # the holder's heartbeat keeps its lease past lock_ttl while it lives
         assert not computed.wait(2.0)

@@ -12,16 +12,16 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+import contract_check
 import numpy as np
+import photo_classes
 import pytest
+from cache_support import fit
 from PIL import Image, ImageDraw
 
-import contract_check
-import photo_classes
 from cache_store import ResultCache
 from cache_store.contract import MUST_MISS
 from cache_store.verify import mismatch
-from cache_support import fit
 
 SIDE = 640
 #: The share of must-hit uploads that must be served their own photo (the issue's goal).
@@ -128,6 +128,6 @@ def _planted(image: Image.Image, attack: str) -> Image.Image:
 class _Row:
     """A stored row as the verifier sees it."""
 
-    def __init__(self, fp) -> None:  # noqa: ANN001
+    def __init__(self, fp) -> None:
         self.signature = fp.signature + fp.tolerances
         self.width, self.height, self.has_alpha = fp.width, fp.height, fp.has_alpha

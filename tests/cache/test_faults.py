@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+from cache_support import check_store, synthetic_fingerprint, value_for, value_matches
 
 from cache_store import ResultCache, disk_store
-from cache_support import check_store, synthetic_fingerprint, value_for, value_matches
 
 NS = "ns"
 FORK = multiprocessing.get_context("fork")

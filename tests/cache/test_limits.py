@@ -5,10 +5,19 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from cache_support import (
+    check,
+    check_store,
+    connect,
+    indexed_rows,
+    reencode,
+    stored_print,
+    synthetic_fingerprint,
+    value_for,
+)
 from PIL import Image
 
 from cache_store import Fingerprint, ResultCache
-from cache_support import check, check_store, connect, indexed_rows, reencode, stored_print, synthetic_fingerprint, value_for
 
 NS = "ns"
 
@@ -25,7 +34,11 @@ def test_size_limit_evicts_least_recently_used_and_the_index_follows(tmp_path: P
         assert cache.lookup(NS, prints[0]) is not None
         assert cache.lookup(NS, prints[1]) is None
         assert indexed_rows(cache, NS) == stats["entries"]
-    assert check_store(tmp_path) == {"values": stats["entries"], "rows": stats["entries"], "aliases": stats["entries"]}
+    assert check_store(tmp_path) == {
+        "values": stats["entries"],
+        "rows": stats["entries"],
+        "aliases": stats["entries"],
+    }
 
 
 def test_expired_entries_miss_and_leave_no_rows(location: Path | str, fitted: dict[str, Image.Image]) -> None:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import diskcache
 import pytest
+from cache_support import check_store, connect, synthetic_fingerprint, value_for
 
 from cache_store import ResultCache
 from cache_store.bytes_disk import BytesOnlyDisk, RefusedValue
-from cache_support import check_store, connect, synthetic_fingerprint, value_for
 
 NS = "ns"
 

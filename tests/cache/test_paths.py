@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
+from cache_support import connect, synthetic_fingerprint, value_for
 
 from cache_store import ResultCache, disk_store
-from cache_support import connect, synthetic_fingerprint, value_for
 
 NS = "ns"
 VALUE_NAME = "0123456789abcdef0123456789ab.val"  # a name of diskcache's own layout
@@ -24,7 +24,14 @@ def plant(store: Path, filename: str, *, expired: bool = False, oldest: bool = F
         con.execute(
             "INSERT INTO Cache (key, raw, store_time, expire_time, access_time, size, mode, filename)"
             " VALUES (?, 1, ?, ?, ?, ?, 2, ?)",
-            (f"v:planted:{filename}", now, now - 10 if expired else None, 0 if oldest else now, 10_000_000, filename),
+            (
+                f"v:planted:{filename}",
+                now,
+                now - 10 if expired else None,
+                0 if oldest else now,
+                10_000_000,
+                filename,
+            ),
         )
 
 
@@ -45,7 +52,9 @@ def outside(tmp_path: Path) -> dict[str, Path]:
         cache.put(NS, fp, value_for(fp, 100_000), {})
     link = next(f"{i:02x}" for i in range(256) if not (store / f"{i:02x}").exists())
     (store / link).symlink_to(folder, target_is_directory=True)  # a planted folder link
-    (real,) = (path for path in store.iterdir() if path.is_dir() and len(path.name) == 2 and path.name != link)
+    (real,) = (
+        path for path in store.iterdir() if path.is_dir() and len(path.name) == 2 and path.name != link
+    )
     return {"store": store, "secret": secret, "linked": linked, "link": store / link, "real": real}
 
 
@@ -97,7 +106,9 @@ def test_a_lookup_reads_and_deletes_nothing_outside(target: str, outside: dict[s
     assert survived(outside)
 
 
-def test_the_orphan_sweep_does_not_follow_a_planted_folder_link(outside: dict[str, Path], monkeypatch) -> None:
+def test_the_orphan_sweep_does_not_follow_a_planted_folder_link(
+    outside: dict[str, Path], monkeypatch
+) -> None:
     monkeypatch.setattr(disk_store, "ORPHAN_GRACE_S", 0.0)
     ResultCache(outside["store"]).close()  # opening sweeps value files no row refers to
     assert survived(outside)

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from cache_store import Fingerprint, ResultCache
 from cache_support import indexed_rows, reencode, stored_print, synthetic_fingerprint, value_for
 from redis_support import RedisServer, require_redis_server
+
+from cache_store import Fingerprint, ResultCache
 
 pytestmark = pytest.mark.redis
 
@@ -92,7 +92,9 @@ def test_a_frozen_redis_times_out_then_is_used_again_with_its_data(server: Redis
         assert [served(cache, 4), served(cache, 5)] == ["exact", "miss"]
 
 
-@pytest.mark.parametrize("url", ["redis://127.0.0.1:6379/x", "redis://127.0.0.1:port/0", "http://127.0.0.1:6379/0"])
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:6379/x", "redis://127.0.0.1:port/0", "http://127.0.0.1:6379/0"]
+)
 def test_a_malformed_or_foreign_url_runs_uncached(url: str, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)  # a URL taken for a directory would show up here
     with ResultCache(url) as cache:

@@ -13,13 +13,20 @@ from pathlib import Path
 
 import pytest
 import redis
+from cache_support import (
+    indexed_rows,
+    reencode,
+    stored_print,
+    synthetic_fingerprint,
+    value_for,
+    value_matches,
+)
 from PIL import Image
+from redis_support import RedisServer, check_redis
 
 from cache_store import Fingerprint, ResultCache
 from cache_store.envelope import MAGIC
 from cache_store.redis_store import RedisStore
-from cache_support import indexed_rows, reencode, stored_print, synthetic_fingerprint, value_for, value_matches
-from redis_support import RedisServer, check_redis
 
 pytestmark = pytest.mark.redis
 
@@ -41,15 +48,21 @@ def test_values_are_raw_bytes_that_expire_through_redis(redis_url: str, db: redi
         cache.put(NS, fp, b"styled png", {"w": 1})
     with ResultCache(redis_url, ttl=0) as cache:
         cache.put(NS, forever, b"kept", {})
-    value, kept = (next(k for k in keys(db, "v:*") if k.endswith(f.pixel_sha.encode())) for f in (fp, forever))
-    alias, kept_alias = (next(k for k in keys(db, "r:*") if k.endswith(f.raw_sha.encode())) for f in (fp, forever))
+    value, kept = (
+        next(k for k in keys(db, "v:*") if k.endswith(f.pixel_sha.encode())) for f in (fp, forever)
+    )
+    alias, kept_alias = (
+        next(k for k in keys(db, "r:*") if k.endswith(f.raw_sha.encode())) for f in (fp, forever)
+    )
     stored = db.hget(value, "b")
     assert stored.startswith(MAGIC) and stored.endswith(b"styled png")  # an envelope, not a pickle
     assert 0 < db.pttl(value) <= 60_000 and 0 < db.pttl(alias) <= 60_000
     assert db.pttl(kept) == db.pttl(kept_alias) == -1  # TTL 0: kept until evicted
 
 
-def test_a_planted_pickle_is_never_loaded_and_is_dropped(redis_url: str, db: redis.Redis, tmp_path: Path) -> None:
+def test_a_planted_pickle_is_never_loaded_and_is_dropped(
+    redis_url: str, db: redis.Redis, tmp_path: Path
+) -> None:
     marker = tmp_path / "unpickled"
     fp = synthetic_fingerprint(3)
     with ResultCache(redis_url) as cache:
@@ -97,7 +110,9 @@ def test_maxmemory_evicts_and_nothing_points_at_a_lost_value(redis_url: str, db:
             assert db.info("memory")["used_memory"] <= 4 << 20
             db.config_set("maxmemory", 0)  # evictions stop, so what is left can be checked
             found = [cache.lookup(NS, fp) for fp in prints]  # misses drop what they meet
-            assert all(hit is None or value_matches(fp.pixel_sha, hit.value) for hit, fp in zip(found, prints))
+            assert all(
+                hit is None or value_matches(fp.pixel_sha, hit.value) for hit, fp in zip(found, prints)
+            )
             kept = sum(hit is not None for hit in found)
             assert 0 < kept < len(prints) and cache.stats()["evictions"] > 0
             for fp in prints:

@@ -4,16 +4,23 @@ budget, expired results left on disk, and a deleted cache directory still writte
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from cache_support import (
+    check_store,
+    connect,
+    disk_usage,
+    open_files,
+    synthetic_fingerprint,
+    value_files,
+    value_for,
+)
 
 from cache_store import ResultCache, disk_store
-from cache_support import check_store, connect, disk_usage, open_files, synthetic_fingerprint, value_files, value_for
 
 NS = "ns"
 linux_only = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts open files through /proc")
@@ -99,7 +106,10 @@ def test_a_deleted_cache_directory_is_reopened_not_written_into(tmp_path: Path, 
     directory = tmp_path / "cache"
     before, after = synthetic_fingerprint(1), synthetic_fingerprint(2)
     monkeypatch.setattr(disk_store, "ORPHAN_GRACE_S", 0.0)  # what a write into the deleted store left
-    with ResultCache(directory, sweep_interval=0.2) as cache, caplog.at_level(logging.WARNING, logger="cache_store"):
+    with (
+        ResultCache(directory, sweep_interval=0.2) as cache,
+        caplog.at_level(logging.WARNING, logger="cache_store"),
+    ):
         cache.put(NS, before, value_for(before, 100_000), {})
         cache.lookup_raw(NS, before.raw_sha)
         worker = threading.Thread(target=cache.lookup_raw, args=(NS, before.raw_sha))
@@ -114,7 +124,10 @@ def test_a_deleted_cache_directory_is_reopened_not_written_into(tmp_path: Path, 
             cache.lookup_raw(NS, before.raw_sha)
             time.sleep(0.05)
         assert "deleted or replaced" in caplog.text
-        assert cache.get_or_compute(NS, after, lambda: (value_for(after, 100_000), {})).kind in ("miss", "exact")
+        assert cache.get_or_compute(NS, after, lambda: (value_for(after, 100_000), {})).kind in (
+            "miss",
+            "exact",
+        )
         assert cache.lookup_raw(NS, after.raw_sha).kind == "exact"
         assert not [name for name in open_files(directory) if name.endswith("(deleted)")]
         deadline = time.monotonic() + 10

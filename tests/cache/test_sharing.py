@@ -5,10 +5,10 @@ from __future__ import annotations
 import multiprocessing
 from pathlib import Path
 
+from cache_support import indexed_rows, reencode, stored_print, synthetic_fingerprint, value_for
 from PIL import Image
 
 from cache_store import Fingerprint, ResultCache
-from cache_support import indexed_rows, reencode, stored_print, synthetic_fingerprint, value_for
 
 NS = "ns"
 FORK = multiprocessing.get_context("fork")
@@ -61,7 +61,9 @@ def test_stats_add_up_across_processes(location: Path | str) -> None:
         in_child(_mixed_traffic, location, worker)
     with ResultCache(location) as cache:
         stats = cache.stats()
-    assert {key: stats[key] for key in ("lookups", "exact_hits", "fuzzy_hits", "coalesced", "misses", "entries")} == {
+    assert {
+        key: stats[key] for key in ("lookups", "exact_hits", "fuzzy_hits", "coalesced", "misses", "entries")
+    } == {
         "lookups": 6,
         "exact_hits": 4,
         "fuzzy_hits": 0,

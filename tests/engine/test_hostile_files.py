@@ -50,8 +50,15 @@ def seconds(action, repeat: int = 3) -> float:
 def multipage_tiff(pages: int) -> bytes:
     """A TIFF of `pages` 16 x 16 grey pages sharing one strip: about 130 bytes a page."""
     entries = [  # tag, type (3 short, 4 long), value; StripOffsets is patched in below
-        (256, 3, 16), (257, 3, 16), (258, 3, 8), (259, 3, 1), (262, 3, 1),
-        (273, 4, 0), (277, 3, 1), (278, 3, 16), (279, 4, 256),
+        (256, 3, 16),
+        (257, 3, 16),
+        (258, 3, 8),
+        (259, 3, 1),
+        (262, 3, 1),
+        (273, 4, 0),
+        (277, 3, 1),
+        (278, 3, 16),
+        (279, 4, 256),
     ]
     ifd_size = 2 + 12 * len(entries) + 4
     strip = 8
@@ -63,7 +70,9 @@ def multipage_tiff(pages: int) -> bytes:
         out += struct.pack("<H", len(entries))
         for tag, kind, value in entries:
             value = strip if tag == 273 else value
-            out += struct.pack("<HHI", tag, kind, 1) + (struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value))
+            out += struct.pack("<HHI", tag, kind, 1) + (
+                struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value)
+            )
         out += struct.pack("<I", following)
     return bytes(out)
 
@@ -100,6 +109,7 @@ def test_a_huge_exif_block_is_dropped_unread() -> None:
 
 def png_with_chunks(count: int) -> bytes:
     """A valid 16 x 16 PNG with `count` empty private ancillary chunks before its pixels."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -152,7 +162,9 @@ def test_a_large_16_bit_png_is_decoded_in_bounded_memory(tmp_path: Path) -> None
     """Peak memory over the decoded frame itself stays small (the float64 path took GBs)."""
     side = 5000
     rng = np.random.default_rng(0)
-    values = (np.add.outer(np.arange(side), np.arange(side)) * 6 + rng.integers(0, 4, (side, side))).astype(np.uint16)
+    values = (np.add.outer(np.arange(side), np.arange(side)) * 6 + rng.integers(0, 4, (side, side))).astype(
+        np.uint16
+    )
     path = tmp_path / "deep.png"
     Image.fromarray(values).save(path)
     del values
@@ -165,7 +177,9 @@ def test_a_large_16_bit_png_is_decoded_in_bounded_memory(tmp_path: Path) -> None
         "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "print(photo.size, (after - before) // 1024)\n"
     )
-    done = subprocess.run([sys.executable, "-c", probe, str(path)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(path)], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     size, grown_mb = done.stdout.split(")")
     assert size.strip() == "(768, 768"

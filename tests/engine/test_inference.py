@@ -29,9 +29,7 @@ def test_unknown_style_and_precision_are_refused(weights_dir):
         load_stylizer("hayao", weights_dir=weights_dir, precision="fp8", device="cpu")
 
 
-def test_auto_falls_back_to_fp32_without_native_bf16_or_when_the_check_fails(
-    monkeypatch, fp32_stylizer
-):
+def test_auto_falls_back_to_fp32_without_native_bf16_or_when_the_check_fails(monkeypatch, fp32_stylizer):
     model = fp32_stylizer._model  # float32; resolve_precision copies before converting
     assert resolve_precision("auto", model, "cpu") == ("bf16" if native_bf16("cpu") else "fp32")
     monkeypatch.setattr(precision_module, "native_bf16", lambda device: False)

@@ -212,9 +212,7 @@ def test_fitting_while_opening_a_turned_jpeg_matches_fitting_afterwards():
 
 
 @pytest.mark.filterwarnings("ignore:Corrupt EXIF")
-@pytest.mark.parametrize(
-    "exif", [b"not a TIFF header", b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\xff\xff junk"]
-)
+@pytest.mark.parametrize("exif", [b"not a TIFF header", b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\xff\xff junk"])
 def test_malformed_exif_is_ignored(exif):
     photo = open_image(encode(gradient(), "PNG", exif=exif))
     assert np.array_equal(pixels(photo.rgb), pixels(gradient()))
@@ -454,8 +452,13 @@ def test_max_pixels_tightens_the_limit_before_decoding():
 
 @pytest.mark.parametrize(
     ("size", "reason"),
-    [((1, 5000), "too_small"), ((4, 4), "too_small"), ((MIN_SIDE - 1, 50), "too_small"),
-     ((20, 401), "bad_aspect"), ((5000, 100), "bad_aspect")],
+    [
+        ((1, 5000), "too_small"),
+        ((4, 4), "too_small"),
+        ((MIN_SIDE - 1, 50), "too_small"),
+        ((20, 401), "bad_aspect"),
+        ((5000, 100), "bad_aspect"),
+    ],
 )
 def test_absurd_shapes_are_refused(size, reason):
     error = refused(encode(Image.new("RGB", size), "PNG"))

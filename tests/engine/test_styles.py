@@ -34,9 +34,7 @@ def test_recipe_styles_pin_their_source_and_their_result():
         assert source.repository == repository
         assert len(source.commit) == 40 and len(source.sha256) == 64
         # The URL names the commit, never a branch that could move.
-        assert source.url == (
-            f"https://raw.githubusercontent.com/{repository}/{source.commit}/{source.path}"
-        )
+        assert source.url == (f"https://raw.githubusercontent.com/{repository}/{source.commit}/{source.path}")
         assert source.filename.endswith(".tflite")
         assert "non-commercial" in source.license.lower()
         assert style.origin.startswith(f"built from {repository}@{source.commit[:12]}:{source.path}")

@@ -25,9 +25,7 @@ def test_window_resize_of_the_whole_image_is_plain_align_corners_resize():
     x = torch.randn(1, 8, 25, 17)
     whole = Window((100, 68), (0, 0))
     ours = resize_window(x, whole.scaled(2), whole.scaled(4), (50, 34))
-    torch.testing.assert_close(
-        ours, F.interpolate(x, size=(50, 34), mode="bilinear", align_corners=True)
-    )
+    torch.testing.assert_close(ours, F.interpolate(x, size=(50, 34), mode="bilinear", align_corners=True))
 
 
 def test_window_resize_of_a_tile_samples_where_the_whole_image_does():

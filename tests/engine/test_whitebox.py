@@ -128,13 +128,10 @@ def test_tiled_run_matches_whole_run(model: WhiteboxGenerator, photo_set) -> Non
         right_start = seam - band - context
         right = model(x[..., right_start:])
         weight = torch.linspace(1.0, 0.0, 2 * band)
-        middle = (
-            left[..., seam - band : seam + band] * weight
-            + right[..., seam - band - right_start : seam + band - right_start] * (1 - weight)
-        )
-        return torch.cat(
-            [left[..., : seam - band], middle, right[..., seam + band - right_start :]], dim=-1
-        )
+        middle = left[..., seam - band : seam + band] * weight + right[
+            ..., seam - band - right_start : seam + band - right_start
+        ] * (1 - weight)
+        return torch.cat([left[..., : seam - band], middle, right[..., seam + band - right_start :]], dim=-1)
 
     with torch.no_grad():
         whole = model(x)
@@ -147,8 +144,6 @@ def test_tiled_run_matches_whole_run(model: WhiteboxGenerator, photo_set) -> Non
 
 
 @pytest.mark.parametrize("shape", [(1, 3, 222, 224), (1, 3, 224, 226), (1, 4, 224, 224)])
-def test_rejects_bad_shapes_with_clear_error(
-    model: WhiteboxGenerator, shape: tuple[int, ...]
-) -> None:
+def test_rejects_bad_shapes_with_clear_error(model: WhiteboxGenerator, shape: tuple[int, ...]) -> None:
     with pytest.raises(ValueError, match=f"multiples of {SIZE_MULTIPLE}"):
         model(torch.zeros(shape))

@@ -1,0 +1,162 @@
+"""Hostile uploads through the real app: they must cost milliseconds, not other users' time.
+
+Not a test. Runs `app.py` as a user does and measures, through `gradio_client`:
+
+* an exact hit for one visitor while four other visitors upload hostile multi-page TIFFs
+  (40,000 pages, 5 MB; 200,000 pages, 23 MB), next to the same exact hit with nothing else
+  going on (goal: under 1 s);
+* what each hostile upload costs until its answer (a clear error, or a result);
+* the app process's peak memory (VmHWM) after a miss (the model's working set), then after
+  small files of huge pixel counts: a 7000 x 7000 16-bit PNG of 130 KB, a 5000 x 5000
+  16-bit PNG that passes the expansion limit, a PNG with a 24 MB EXIF block (goal: at most
+  300 MB over the model's working set).
+
+Usage: python -m bench.bench_hostile (weights as for the tests). Writes bench/results/hostile.md.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from bench import workloads
+from bench.e2e_apps import Call, call, client, real_app
+from bench.machine import machine_info
+from tests.engine.test_hostile_files import exif_with_description, multipage_tiff
+
+RESULTS = Path(__file__).resolve().parent / "results"
+EXACT_REPEATS = 15
+
+
+def _vm_hwm_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def files(folder: Path) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {
+        "tiff_40k_pages": multipage_tiff(40_000),
+        "tiff_200k_pages": multipage_tiff(200_000),
+    }
+    deep = np.zeros((7000, 7000), dtype=np.uint16)
+    deep[::97, :] = 65535
+    paths = {}
+    for name, data in out.items():
+        paths[name] = folder / f"{name}.tif"
+        paths[name].write_bytes(data)
+    paths["png16_7000px_small"] = folder / "png16_7000px_small.png"
+    Image.fromarray(deep).save(paths["png16_7000px_small"])
+    side = 5000
+    rng = np.random.default_rng(0)
+    values = (np.add.outer(np.arange(side), np.arange(side)) * 6 + rng.integers(0, 4, (side, side))).astype(
+        np.uint16
+    )
+    paths["png16_5000px_allowed"] = folder / "png16_5000px_allowed.png"
+    Image.fromarray(values).save(paths["png16_5000px_allowed"])
+    paths["png_24mb_exif"] = folder / "png_24mb_exif.png"
+    Image.new("RGB", (640, 480), (120, 30, 200)).save(
+        paths["png_24mb_exif"], exif=exif_with_description(24_000_000)
+    )
+    return paths
+
+
+def exact_hits(app_client, photo: Path, repeats: int) -> list[Call]:
+    return [call(app_client, photo, "exact") for _ in range(repeats)]
+
+
+def main() -> None:
+    weights = workloads.weights_dir()
+    photo = workloads.photo_paths()[0]
+    with tempfile.TemporaryDirectory(prefix="bench_hostile_") as tmp:
+        work = Path(tmp)
+        hostile = files(work / "uploads")
+        with real_app(work, weights) as app:
+            visitor = client(app.url)
+            first = call(visitor, photo, "miss")
+            baseline_mb = _vm_hwm_mb(app.process.pid)
+            quiet = exact_hits(visitor, photo, EXACT_REPEATS)
+
+            results: dict[str, Call] = {}
+            attackers = [client(app.url) for _ in range(4)]
+            names = ["tiff_40k_pages", "tiff_200k_pages", "tiff_40k_pages", "tiff_200k_pages"]
+
+            def attack(index: int) -> None:
+                results[f"{names[index]}#{index}"] = call(
+                    attackers[index], hostile[names[index]], names[index]
+                )
+
+            threads = [threading.Thread(target=attack, args=(i,)) for i in range(4)]
+            for thread in threads:
+                thread.start()
+            time.sleep(0.2)  # the hostile uploads are on their way
+            busy = exact_hits(visitor, photo, EXACT_REPEATS)
+            for thread in threads:
+                thread.join()
+
+            memory = {}
+            for name in ("png16_7000px_small", "png16_5000px_allowed", "png_24mb_exif"):
+                results[name] = call(client(app.url), hostile[name], name)
+                memory[name] = _vm_hwm_mb(app.process.pid) - baseline_mb
+    write(first, quiet, busy, results, memory, baseline_mb, hostile)
+
+
+def write(
+    first: Call,
+    quiet: list[Call],
+    busy: list[Call],
+    results: dict[str, Call],
+    memory: dict[str, float],
+    baseline_mb: float,
+    hostile: dict[str, Path],
+) -> None:
+    m = machine_info()
+    q = [c.ms for c in quiet if not c.error]
+    b = [c.ms for c in busy if not c.error]
+    badge = [float(c.info.get("latency_ms", 0)) for c in busy if not c.error]
+    lines = [
+        "# Hostile uploads through the app",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores (shared), {m['date']}. Written by `bench/bench_hostile.py`.",
+        "",
+        "## Summary",
+        "",
+        "| what | measured | goal |",
+        "|---|---|---|",
+        f"| exact hit round trip while 4 hostile TIFFs are in flight (median, max) | "
+        f"{statistics.median(b):.0f} ms, {max(b):.0f} ms | < 1 s |",
+        f"| same, nothing else going on (median) | {statistics.median(q):.0f} ms | |",
+        f"| the badge's time of those hits (median, max) | {statistics.median(badge):.1f} ms, {max(badge):.1f} ms | |",
+    ]
+    for name, grown in memory.items():
+        lines.append(
+            f"| peak memory over the model's working set ({baseline_mb:.0f} MB) after `{name}` | "
+            f"+{grown:.0f} MB | ≤ 300 MB |"
+        )
+    lines += [
+        "",
+        "## Each hostile upload",
+        "",
+        "| upload | file | answer | round trip |",
+        "|---|---:|---|---:|",
+    ]
+    for name, c in results.items():
+        path = hostile[name.split("#")[0]]
+        answer = c.error.split(":", 1)[-1].strip()[:90] if c.error else c.badge
+        lines.append(f"| {name} | {path.stat().st_size / 2**20:.1f} MB | {answer} | {c.ms:.0f} ms |")
+    lines += ["", f"The first miss on the photo took {first.ms / 1000:.2f} s.", ""]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "hostile.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
