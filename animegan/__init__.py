@@ -23,8 +23,11 @@ from animegan.intake import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, Photo, apply_a
 from animegan.styles import DEFAULT_STYLE, STYLES, Style, get_style
 
 if TYPE_CHECKING:
-    from animegan.inference import PIPELINE_VERSION, Stylizer, load_stylizer
-    from animegan.weights import available_styles, ensure_weights
+    from animegan.inference import PIPELINE_VERSION as PIPELINE_VERSION
+    from animegan.inference import Stylizer as Stylizer
+    from animegan.inference import load_stylizer as load_stylizer
+    from animegan.weights import available_styles as available_styles
+    from animegan.weights import ensure_weights as ensure_weights
 
 _LAZY = {
     "PIPELINE_VERSION": "animegan.inference",

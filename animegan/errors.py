@@ -15,6 +15,7 @@ ImageErrorReason = Literal[
     "truncated",
     "damaged",
     "too_large",
+    "too_complex",
     "too_small",
     "bad_aspect",
     "unsupported",

@@ -154,5 +154,5 @@ class AnimeGANv2Generator(nn.Module):
         else:
             half, quarter = window.scaled(2), window.scaled(4)
             out = self.block_d(resize_window(out, half, quarter, half_size))
-            out = resize_window(out, window, half, x.shape[-2:])
+            out = resize_window(out, window, half, (x.shape[-2], x.shape[-1]))
         return self.out_layer(self.block_e(out))

@@ -105,7 +105,8 @@ class Preview:
 
     @property
     def size(self) -> tuple[int, int]:
-        return self.info["size"]
+        width, height = self.info["size"]
+        return int(width), int(height)
 
     @property
     def has_alpha(self) -> bool:

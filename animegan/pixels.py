@@ -13,6 +13,7 @@ reduced scale and `reduce` round sizes up, so the last column may be only partly
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,16 +64,16 @@ class Frame:
     def turned(self, orientation: int, size: tuple[int, int]) -> Frame:
         """This frame after `upright(image, orientation)` of an image of `size`."""
         w, h = size
-        l, t, r, b = self.box
+        x0, y0, x1, y1 = self.box
         flips = {
-            1: (l, t, r, b),
-            2: (w - r, t, w - l, b),
-            3: (w - r, h - b, w - l, h - t),
-            4: (l, h - b, r, h - t),
-            5: (t, l, b, r),
-            6: (h - b, l, h - t, r),
-            7: (h - b, w - r, h - t, w - l),
-            8: (t, w - r, b, w - l),
+            1: (x0, y0, x1, y1),
+            2: (w - x1, y0, w - x0, y1),
+            3: (w - x1, h - y1, w - x0, h - y0),
+            4: (x0, h - y1, x1, h - y0),
+            5: (y0, x0, y1, x1),
+            6: (h - y1, x0, h - y0, x1),
+            7: (h - y1, w - x1, h - y0, w - x0),
+            8: (y0, w - x1, y1, w - x0),
         }
         return Frame(*flips.get(orientation, flips[1]))
 
@@ -106,14 +107,16 @@ def shrunk_to_8bit(image: Image.Image, factor: int) -> Image.Image:
     return out
 
 
-def _converter(image: Image.Image):
+def _converter(image: Image.Image) -> Callable[[Image.Image], Image.Image]:
     """How a strip of `image` becomes 8-bit: Pillow's own conversion, or a scaling to 0..255
     of 16-bit, 32-bit and float greyscale, by a range taken from the whole image."""
     mode = image.mode
     if mode in _SIXTEEN_BIT:
         return lambda strip: _grey(np.asarray(strip, dtype=np.uint16).astype(np.float32), 0.0, 65535.0)
     if mode in ("I", "F"):
-        low, high = (float(v) for v in image.getextrema())
+        extrema = image.getextrema()
+        assert isinstance(extrema[0], (int, float)) and isinstance(extrema[1], (int, float))  # one band
+        low, high = float(extrema[0]), float(extrema[1])
         if not (math.isfinite(low) and math.isfinite(high)):
             low, high = _finite_extrema(image)
         if mode == "I" and low >= 0 and high <= 65535:
@@ -150,4 +153,7 @@ def _finite_extrema(image: Image.Image) -> tuple[float, float]:
 
 
 def _palette_alpha(image: Image.Image) -> bool:
-    return image.mode == "P" and ("transparency" in image.info or image.palette.mode == "RGBA")
+    palette = image.palette
+    return image.mode == "P" and (
+        "transparency" in image.info or (palette is not None and palette.mode == "RGBA")
+    )

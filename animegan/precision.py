@@ -71,7 +71,8 @@ def probe_image(size: int = 128) -> Tensor:
 
 def to_precision(model: torch.nn.Module, precision: Precision, device: str) -> torch.nn.Module:
     """Move ``model`` to ``device`` and ``precision``, channels-last (oneDNN's fast layout)."""
-    return model.to(device=device, dtype=DTYPES[precision], memory_format=torch.channels_last)
+    # Module.to takes memory_format (it forwards it to each tensor); torch's stubs omit it.
+    return model.to(device=device, dtype=DTYPES[precision], memory_format=torch.channels_last)  # type: ignore[call-overload]
 
 
 @torch.inference_mode()

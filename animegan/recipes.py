@@ -101,7 +101,7 @@ def convert(style: Style, data: bytes) -> dict[str, Tensor]:
             f"the graph has {len(arrays)} weight tensors, the {style.arch} generator {len(template)}"
         )
     state = {}
-    for (key, like), array in zip(template.items(), arrays):
+    for (key, like), array in zip(template.items(), arrays, strict=True):
         if tuple(like.shape) != array.shape:
             raise TFLiteFormatError(f"{key} needs shape {tuple(like.shape)}, the graph gives {array.shape}")
         state[key] = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))

@@ -75,8 +75,8 @@ def run_tiled(
     out = torch.zeros((1, channels, height, width), dtype=torch.float32)
     total = torch.zeros((1, 1, height, width), dtype=torch.float32)
     done, count = 0, len(ys) * len(xs)
-    for y0, y_ramp in zip(ys, y_ramps):
-        for x0, x_ramp in zip(xs, x_ramps):
+    for y0, y_ramp in zip(ys, y_ramps, strict=True):
+        for x0, x_ramp in zip(xs, x_ramps, strict=True):
             h, w = len(y_ramp), len(x_ramp)
             piece = forward(x[:, :, y0 : y0 + h, x0 : x0 + w], (y0, x0)).float()
             weight = (y_ramp[:, None] * x_ramp[None, :]).view(1, 1, h, w)

@@ -58,19 +58,19 @@ def user_cache_dir() -> Path:
     return Path(base) / "animegan"
 
 
-def explicit_dir(weights_dir: str | Path | None = None) -> Path | None:
+def explicit_dir(weights_dir: str | os.PathLike[str] | None = None) -> Path | None:
     """The caller's directory, else the one named by ``ANIMEGAN_WEIGHTS_DIR``, else None."""
     chosen = weights_dir if weights_dir is not None else os.environ.get(ENV_WEIGHTS_DIR)
     return Path(chosen).expanduser() if chosen else None
 
 
-def search_dirs(weights_dir: str | Path | None = None) -> list[Path]:
+def search_dirs(weights_dir: str | os.PathLike[str] | None = None) -> list[Path]:
     """Directories searched for weights and source files, in order."""
     first = explicit_dir(weights_dir)
     return ([first] if first else []) + [Path("weights"), user_cache_dir()]
 
 
-def find_file(filename: str, weights_dir: str | Path | None = None) -> Path | None:
+def find_file(filename: str, weights_dir: str | os.PathLike[str] | None = None) -> Path | None:
     """Path of ``filename`` in the first search directory that has it, or None."""
     for directory in search_dirs(weights_dir):
         candidate = directory / filename
@@ -79,19 +79,19 @@ def find_file(filename: str, weights_dir: str | Path | None = None) -> Path | No
     return None
 
 
-def find_weights(style: Style, weights_dir: str | Path | None = None) -> Path | None:
+def find_weights(style: Style, weights_dir: str | os.PathLike[str] | None = None) -> Path | None:
     """Path of ``style``'s file in the first search directory that has it, or None."""
     return find_file(style.filename, weights_dir)
 
 
-def available_styles(weights_dir: str | Path | None = None) -> list[Style]:
+def available_styles(weights_dir: str | os.PathLike[str] | None = None) -> list[Style]:
     """Styles whose weights file is present now (nothing is downloaded or built)."""
     return [style for style in STYLES.values() if find_weights(style, weights_dir)]
 
 
 def ensure_weights(
     style: Style,
-    weights_dir: str | Path | None = None,
+    weights_dir: str | os.PathLike[str] | None = None,
     *,
     allow_download: bool = True,
     mirror: str | None = None,
@@ -113,7 +113,11 @@ def ensure_weights(
 
 
 def _build_from_source(
-    style: Style, weights_dir: str | Path | None, where: str, allow_download: bool, mirror: str | None
+    style: Style,
+    weights_dir: str | os.PathLike[str] | None,
+    where: str,
+    allow_download: bool,
+    mirror: str | None,
 ) -> Path:
     """Build ``style``'s file in the user cache from its recipe's source, fetched if needed."""
     from animegan.recipes import build_weights
@@ -148,13 +152,14 @@ def download_weights(style: Style, dest_dir: Path, *, mirror: str | None = None)
     file is left behind, so the next attempt starts clean.
     """
     assert style.url is not None
+    url = style.url
 
     def must_load(path: Path) -> None:  # nothing else vouches for the file
         try:
             read_weights(path)
         except WeightsCorruptError as exc:
             raise WeightsCorruptError(
-                f"The file downloaded from {describe_url(style.url, mirror)} for style "
+                f"The file downloaded from {describe_url(url, mirror)} for style "
                 f"{style.name!r} is not a PyTorch state dict (the server may have sent an "
                 f"error page); it was discarded. Download {style.filename} by hand and put "
                 f"it in {dest_dir}."
