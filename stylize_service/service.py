@@ -48,7 +48,7 @@ PNG_COMPRESS_LEVEL = 3
 MAX_UPLOAD_BYTES = 30 << 20
 #: A near-duplicate's output is resized to this upload's size with this filter (see
 #: bench/results/cache.md: time against PSNR to what a miss would have produced).
-FIT_FILTER = Image.Resampling.LANCZOS
+FIT_FILTER = Image.Resampling.BILINEAR
 
 
 class BusyError(AnimeGANError):
