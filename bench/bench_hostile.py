@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bench import workloads
-from bench.e2e_apps import Call, call, client, real_app
+from bench.e2e import workloads
+from bench.e2e.apps import Call, call, client, real_app
 from bench.machine import machine_info
 from tests.engine.test_hostile_files import exif_with_description, multipage_tiff
 

@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from cache_support import disk_usage, open_files, synthetic_fingerprint, value_files, value_for  # noqa: E402
 
-from bench.e2e_markdown import machine_line  # noqa: E402
+from bench.e2e.markdown import machine_line  # noqa: E402
 from bench.machine import machine_info  # noqa: E402
 from cache_store import (  # noqa: E402
     Fingerprint,

@@ -12,7 +12,7 @@ import re
 import time
 from pathlib import Path
 
-from bench.e2e_markdown import (
+from bench.e2e.markdown import (
     BUSY_VS_IDLE_GOAL,
     FUZZY_VS_NOOP_GOAL,
     HIT_VS_NOOP_GOAL,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PIL import Image, ImageEnhance, ImageOps
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared"
 
 

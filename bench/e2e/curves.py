@@ -19,8 +19,8 @@ from pathlib import Path
 
 import imagehash
 
-from bench import workloads
-from bench.seed_baseline import SEED_THRESHOLD, SeedStyleCache
+from bench.e2e import workloads
+from bench.e2e.seed_baseline import SEED_THRESHOLD, SeedStyleCache
 
 NAMESPACE = "bench|curves"
 

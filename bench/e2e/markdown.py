@@ -52,7 +52,7 @@ def latency_section(r: dict) -> list[str]:
         "## 1. Latency per outcome through the app",
         "",
         "The real app (`python app.py`, default settings, fresh cache) and the no-op Gradio app "
-        "(`bench/noop_app.py`: same components, returns a fixed PNG) run side by side on 127.0.0.1 and "
+        "(`bench/e2e/noop_app.py`: same components, returns a fixed PNG) run side by side on 127.0.0.1 and "
         "are called alternately by `gradio_client` with the same upload. Round trip = upload, queue, "
         "handler, result download. *Service* is the stylize service's own time from `cache_info`.",
         "",
@@ -259,7 +259,7 @@ def replay_section(r: dict) -> list[str]:
         '**gr.cache** is keyed on the decoded picture, as `gr.Image(type="pil")` hands it to a function '
         "(this favours it: a PNG re-save of the same pixels would hit; keyed on the file path or bytes it "
         "could only hit byte-identical re-uploads, and a re-encode never hits either way). "
-        "**seed-style** is bench/seed_baseline.py: pHash rows in SQLite, Python scan, `<= 5` bits, no check.",
+        "**seed-style** is bench/e2e/seed_baseline.py: pHash rows in SQLite, Python scan, `<= 5` bits, no check.",
         "",
         "False hit = a hit whose picture is nearest (16x16 thumbnail) to another photo's output. Miss overhead "
         "= a miss's time outside the model minus the same request's time outside the model uncached, as a share "

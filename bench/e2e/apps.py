@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CALL_TIMEOUT_S = 120.0
 START_TIMEOUT_S = 180.0
 
@@ -93,7 +93,7 @@ def real_app(
 
 
 def noop_app(workdir: Path, reply: Path | None = None) -> contextlib.AbstractContextManager[Server]:
-    return serve(["-m", "bench.noop_app", *(["--reply", str(reply)] if reply else [])], workdir)
+    return serve(["-m", "bench.e2e.noop_app", *(["--reply", str(reply)] if reply else [])], workdir)
 
 
 @dataclass

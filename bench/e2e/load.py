@@ -2,7 +2,7 @@
 
 Both tests run the app with a small model input (--max-side 256) so that a miss costs a
 few tenths of a second and the whole run takes a couple of minutes. Every loop is bounded
-by a count and a deadline, and every call by a timeout (bench/e2e_apps.py).
+by a count and a deadline, and every call by a timeout (bench/e2e/apps.py).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bench import workloads
-from bench.e2e_apps import Call, call, client, noop_app, real_app
+from bench.e2e import workloads
+from bench.e2e.apps import Call, call, client, noop_app, real_app
 from bench.e2e_stats import summary
 
 LOAD_MAX_SIDE = "256"
