@@ -21,14 +21,11 @@ ANIMEGAN_WEIGHTS_DIR and ANIMEGAN_PHOTOS_DIR).
 from __future__ import annotations
 
 import io
-import os
 import sqlite3
 import statistics
-import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 
 import imagehash
@@ -40,7 +37,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from animegan.intake import DEFAULT_MAX_SIDE, fitted_size, open_image, open_preview
-from bench.machine import machine_info
+from bench.common import RESULTS, encoded, machine_line, photo_paths, timed, weights_dir, write_result
 from cache_store import DEFAULT_THRESHOLD, PREVIEW_SIDE, Fingerprint, ResultCache
 from cache_store.hamming import HammingIndex
 from cache_store.result_cache import FUZZY_CANDIDATES
@@ -49,35 +46,14 @@ from cache_store.verify import REFERENCE_SIZE
 from stylize_service.service import FIT_FILTER, StylizeService, encode_png
 from tests import contract_check, photo_classes
 
-REPO = Path(__file__).resolve().parent.parent
-RESULTS = REPO / "bench" / "results"
-SHARED = REPO.parent / "shared"
-PHOTOS = Path(os.environ.get("ANIMEGAN_PHOTOS_DIR") or SHARED / "photos")
-WEIGHTS = Path(os.environ.get("ANIMEGAN_WEIGHTS_DIR") or SHARED / "weights")
 STYLE = "hayao"
 FILL = 100_000
 SCAN_SIZES = (10_000, 100_000, 1_000_000)
 THRESHOLDS = list(range(25))
 
 
-def timed(action: Callable[[], object], repeat: int) -> list[float]:
-    """Milliseconds per call."""
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        action()
-        samples.append((time.perf_counter() - started) * 1000)
-    return samples
-
-
 def med(samples: list[float]) -> str:
     return f"{statistics.median(samples):.2f} ms"
-
-
-def encoded(image: Image.Image, fmt: str, **options: object) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
-    return buffer.getvalue()
 
 
 def filler(rng: np.random.Generator) -> Fingerprint:
@@ -98,7 +74,7 @@ def filler(rng: np.random.Generator) -> Fingerprint:
 
 def hit_latencies(workdir: Path, photo: Image.Image, other: Image.Image) -> dict:
     cache = ResultCache(workdir / "hits", size_limit=1 << 31)
-    service = StylizeService(cache, weights_dir=WEIGHTS)
+    service = StylizeService(cache, weights_dir=weights_dir())
     namespace = service.namespace(service.stylizer(STYLE))
     rng = np.random.default_rng(0)
     for _ in range(FILL):
@@ -192,7 +168,7 @@ FILTERS = {
 def fit_filters(photos: list[Image.Image]) -> dict:
     """Resize the stored output of a photo to what an upload of another size needs, and
     compare it with the output a miss on that upload gives (the model run at that size)."""
-    stylizer = StylizeService(None, weights_dir=WEIGHTS).stylizer(STYLE)
+    stylizer = StylizeService(None, weights_dir=weights_dir()).stylizer(STYLE)
     psnr: dict[str, list[float]] = defaultdict(list)
     ms: dict[str, list[float]] = defaultdict(list)
     for photo in photos:
@@ -253,6 +229,7 @@ def scans(workdir: Path) -> dict[int, dict[str, float]]:
 
 
 def plot(scan: dict, curve: contract_check.Curve) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6, 4))
     sizes = list(scan)
     ax.loglog(sizes, [scan[s]["ours"] for s in sizes], "o-", label="numpy XOR + popcount (cache_store)")
@@ -292,15 +269,13 @@ def plot(scan: dict, curve: contract_check.Curve) -> None:
 
 
 def report(hits: dict, con: dict, fits: dict, scan: dict, seconds: float) -> str:
-    m = machine_info()
     s = con["summary"]
     curve = con["curve"]
     t = DEFAULT_THRESHOLD
     lines = [
         "# Result cache benchmark",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores (shared with other jobs), Python {m['python']}, "
-        f"Pillow {m['pillow']}, numpy {m['numpy']}; {m['date']}. Run time {seconds / 60:.0f} min, "
+        f"Machine: {machine_line()} (shared with other jobs). Run time {seconds / 60:.0f} min, "
         "written by `bench/bench_cache.py`. Absolute times move with the load of the shared "
         "box; compare numbers of the same run.",
         "",
@@ -401,12 +376,9 @@ def report(hits: dict, con: dict, fits: dict, scan: dict, seconds: float) -> str
 
 def main() -> None:
     started = time.perf_counter()
-    if not any(PHOTOS.glob("*.jpg")):
-        sys.exit(f"no photos in {PHOTOS}: set ANIMEGAN_PHOTOS_DIR")
-    photos = contract_check.load(sorted(PHOTOS.glob("*.jpg")))
+    photos = contract_check.load(photo_paths())
     photos.update(photo_classes.licensed())
     photos.update(photo_classes.generated())
-    RESULTS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench_cache_") as tmp:
         workdir = Path(tmp)
         print("hit latencies (fills 100k entries) ...", flush=True)
@@ -420,7 +392,7 @@ def main() -> None:
         scan = scans(workdir)
     plot(scan, con["curve"])
     text = report(hits, con, fits, scan, time.perf_counter() - started)
-    (RESULTS / "cache.md").write_text(text)
+    write_result("cache.md", text)
     print(text)
 
 

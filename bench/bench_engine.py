@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
-import time
-from pathlib import Path
+from functools import partial
 
 import numpy as np
 import torch
@@ -29,12 +27,10 @@ from animegan.generator import AnimeGANv2Generator
 from animegan.inference import load_stylizer
 from animegan.intake import DEFAULT_MAX_SIDE, open_image
 from animegan.weights import read_weights
-from bench.machine import machine_info
+from bench.common import REPO, clocked, machine_info, machine_line, photos_dir, weights_dir, write_result
 
-REPO = Path(__file__).resolve().parent.parent
-RESULTS = REPO / "bench" / "results" / "engine.md"
-WEIGHTS = Path(os.environ.get("ANIMEGAN_WEIGHTS_DIR") or REPO.parent / "shared" / "weights")
-PHOTOS = Path(os.environ.get("ANIMEGAN_PHOTOS_DIR") or REPO.parent / "shared" / "photos")
+WEIGHTS = weights_dir()
+PHOTOS = photos_dir()
 LATENCY_PHOTO = "scene_bryandlee_1.jpg"  # 1024 x 682 street scene
 SIDES = (256, 512, 768, 1024)
 # A miss should take about a second on the benchmark box (20% slack for a shared machine);
@@ -72,12 +68,6 @@ def reference_stylize(model: AnimeGANv2Generator, image: Image.Image) -> Image.I
     return Image.fromarray(pixels)
 
 
-def timed(fn) -> tuple[float, object]:
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
-
-
 def latency_rows(repeats: int) -> list[dict]:
     """Round-robin over sizes and variants, so a burst of load from another process spoils
     one round of everything rather than every round of one size; the fastest round counts."""
@@ -100,7 +90,7 @@ def latency_rows(repeats: int) -> list[dict]:
     for round_ in range(repeats + 1):  # round 0 warms up (allocations, oneDNN kernel choice)
         for side, image in images.items():
             for name, run in runs.items():
-                seconds, outputs[side, name] = timed(lambda: run(image))
+                seconds, outputs[side, name] = clocked(partial(run, image))
                 if round_:
                     times[side, name].append(seconds)
         print(f"[engine] latency round {round_} done", flush=True)
@@ -166,12 +156,10 @@ print(json.dumps({"mode": mode, "size": [width, height], "precision": precision,
 
 
 def peak_rss(mode: str, size: tuple[int, int]) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
     args = [mode, str(size[0]), str(size[1]), str(WEIGHTS), str(PHOTOS / LATENCY_PHOTO)]
-    done = subprocess.run(
+    done = subprocess.run(  # `python -c` puts its working directory, the repo, on the path
         [sys.executable, "-c", _RSS_CHILD, *args],
         cwd=REPO,
-        env=env,
         capture_output=True,
         text=True,
         timeout=800,
@@ -184,10 +172,8 @@ def peak_rss(mode: str, size: tuple[int, int]) -> dict:
 
 
 def available_mb() -> float:
-    for line in open("/proc/meminfo", encoding="utf-8"):
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    with open("/proc/meminfo", encoding="utf-8") as lines:
+        return next((int(line.split()[1]) / 1024 for line in lines if line.startswith("MemAvailable:")), 0.0)
 
 
 def memory_rows(skip_big: bool, fp32_big: bool) -> list[dict]:
@@ -216,10 +202,7 @@ def write_markdown(
     lines = [
         "# Engine: model latency and precision",
         "",
-        f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['ram_gib']} GiB RAM, "
-        f"ISA {machine['isa'] or 'baseline'}; torch {machine['torch']}, "
-        f"Python {machine['python']}; "
-        f"{machine['date']}. Shared box: other processes may run at the same time, so read the "
+        f"Machine: {machine_line(machine)}. Shared box: other processes may run at the same time, so read the "
         "ratios (measured interleaved in one process), not the absolute times.",
         "",
         "`python -m bench.bench_engine [--fp32-big]` regenerates this file.",
@@ -296,9 +279,8 @@ def write_markdown(
             f"{worst:.0f} MB at most: {verdict} the {RSS_LIMIT_MB} MB limit. The untiled "
             "reference would need about 1.7 KB per pixel (~21 GB) and is not run.",
         ]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print(f"[engine] wrote {RESULTS}; DEFAULT_MAX_SIDE by this run: {chosen}", flush=True)
+    path = write_result("engine.md", "\n".join(lines) + "\n")
+    print(f"[engine] wrote {path}; DEFAULT_MAX_SIDE by this run: {chosen}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

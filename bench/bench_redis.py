@@ -19,13 +19,11 @@ from __future__ import annotations
 import io
 import itertools
 import math
-import os
 import shutil
 import signal
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -35,19 +33,20 @@ import numpy as np
 import redis
 from PIL import Image
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from animegan.intake import DEFAULT_MAX_SIDE, open_image
+from bench.common import (
+    encoded,
+    machine_info,
+    machine_line,
+    percentile,
+    photo_paths,
+    timed,
+    weights_dir,
+    write_result,
+)
+from cache_store import Fingerprint, ResultCache
+from stylize_service.service import StylizeService
 
-from animegan.intake import DEFAULT_MAX_SIDE, open_image  # noqa: E402
-from bench.bench_cache import timed  # noqa: E402
-from bench.machine import machine_info  # noqa: E402
-from cache_store import Fingerprint, ResultCache  # noqa: E402
-from cache_store.result_cache import _namespace_id  # noqa: E402
-from stylize_service.service import StylizeService  # noqa: E402
-
-RESULTS = REPO / "bench" / "results"
-PHOTOS = Path(os.environ.get("ANIMEGAN_PHOTOS_DIR") or REPO.parent / "shared" / "photos")
-WEIGHTS = Path(os.environ.get("ANIMEGAN_WEIGHTS_DIR") or REPO.parent / "shared" / "weights")
 STYLE = "hayao"
 REAL = 6  # photos run through the model per backend
 FILL = 20_000
@@ -58,13 +57,12 @@ NS = "bench|redis|v1"
 
 
 def med(samples: list[float]) -> str:
-    return f"{statistics.median(samples):.2f} ms (p95 {np.percentile(samples, 95):.2f})"
+    return f"{statistics.median(samples):.2f} ms (p95 {percentile(samples, 95):.2f})"
 
 
 def jpeg(path: Path, quality: int) -> bytes:
-    buffer = io.BytesIO()
-    Image.open(path).convert("RGB").save(buffer, "JPEG", quality=quality)
-    return buffer.getvalue()
+    with Image.open(path) as image:
+        return encoded(image.convert("RGB"), "JPEG", quality=quality)
 
 
 def synthetic(rng: np.random.Generator) -> Fingerprint:
@@ -136,7 +134,7 @@ class Server:
 def real_results(location: str | Path, photos: list[Path], copies: dict[Path, bytes]) -> dict:
     """Misses, then exact and fuzzy hits through the service, then at the cache API."""
     cache = ResultCache(location)
-    service = StylizeService(cache, weights_dir=WEIGHTS)
+    service = StylizeService(cache, weights_dir=weights_dir())
     out: dict = {"miss": [], "png": []}
     for path in photos:
         started = time.perf_counter()
@@ -193,7 +191,7 @@ def at_scale(location: str | Path, client: redis.Redis | None, real: dict) -> di
     out["put_us"] = (time.perf_counter() - started) / FILL * 1e6
     if client:
         out["small_entry_bytes"] = (client.info("memory")["used_memory"] - before) / FILL
-        stream = f"rc:x:{_namespace_id(NS)}"
+        stream = max(client.scan_iter(match="rc:x:*"), key=client.xlen)  # NS's: FILL rows
         out["stream_per_row"] = client.memory_usage(stream, samples=0) / client.xlen(stream)
     fresh = ResultCache(location)
     started = time.perf_counter()
@@ -277,11 +275,10 @@ def report(
     lines = [
         "# Redis cache backend benchmark (issue #7)",
         "",
-        f"Machine: {info['cpu']}, {info['cores']} cores ({info['isa']}), {info['ram_gib']} GiB RAM, {info['os']}; "
-        f"Python {info['python']}, torch {info['torch']}, numpy {info['numpy']}, diskcache {info['diskcache']}, "
-        f"redis-py {redis.__version__}, Redis server {redis_version} on the same host (127.0.0.1, TCP); "
-        f"{info['date']}; run time {seconds:.0f} s. Written by `bench/bench_redis.py`. The box is shared: compare "
-        "the two backends within this run, not with other files.",
+        f"Machine: {machine_line(info)}; diskcache {info['diskcache']}, redis-py {redis.__version__}, "
+        f"Redis server {redis_version} on the same host (127.0.0.1, TCP). Run time {seconds:.0f} s. "
+        "Written by `bench/bench_redis.py`. The box is shared: compare the two backends within this run, "
+        "not with other files.",
         "",
         "## Hit latency, Redis next to diskcache",
         "",
@@ -334,7 +331,7 @@ def report(
         lines.append(
             f"- Redis {state}: the first request after the failure spent {found['first']:.1f} ms in the cache, "
             f"the next {len(found['rest'])} a median of {statistics.median(found['rest']):.3f} ms "
-            f"(p95 {np.percentile(found['rest'], 95):.3f}); healthy={found['healthy']}. Calls fail at once between "
+            f"(p95 {percentile(found['rest'], 95):.3f}); healthy={found['healthy']}. Calls fail at once between "
             "retries (first pause 0.25 s, doubling to 8 s); a frozen server costs one socket timeout (0.5 s)."
         )
     lines += [
@@ -407,7 +404,7 @@ def report(
 
 def main() -> None:
     started = time.perf_counter()
-    photos = sorted(PHOTOS.glob("*.jpg"))[:REAL]
+    photos = photo_paths()[:REAL]
     copies = {path: jpeg(path, 75) for path in photos}
     with tempfile.TemporaryDirectory() as work:
         server = Server(Path(work))
@@ -431,8 +428,7 @@ def main() -> None:
     text = report(
         machine_info(), redis_version, real, scale, mem, replicas, down, time.perf_counter() - started
     )
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "redis.md").write_text(text)
+    write_result("redis.md", text)
     print(text)
 
 

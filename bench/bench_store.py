@@ -17,35 +17,20 @@ Usage: .venv/bin/python -m bench.bench_store   (ANIMEGAN_PHOTOS_DIR overrides th
 from __future__ import annotations
 
 import hashlib
-import io
-import os
 import statistics
-import sys
 import tempfile
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
+from bench.common import encoded, machine_line, photo_paths, round_robin, write_result
+from cache_store import Fingerprint, ResultCache, envelope, result_cache
+from tests.cache_support import disk_usage, open_files, synthetic_fingerprint, value_files, value_for
 
-from cache_support import disk_usage, open_files, synthetic_fingerprint, value_files, value_for  # noqa: E402
-
-from bench.e2e.markdown import machine_line  # noqa: E402
-from bench.machine import machine_info  # noqa: E402
-from cache_store import (  # noqa: E402
-    Fingerprint,
-    ResultCache,
-    envelope,
-    result_cache,
-)
-
-RESULTS = REPO / "bench" / "results"
-PHOTOS = Path(os.environ.get("ANIMEGAN_PHOTOS_DIR") or REPO.parent / "shared" / "photos")
 NS = "bench|store|v1"
 SIDE = 768
 BUDGET_SIDE = 512
@@ -54,23 +39,16 @@ PER_ROUND = 40
 
 
 def png_of(path: Path, side: int = SIDE) -> tuple[Image.Image, bytes]:
-    image = Image.open(path).convert("RGB")
+    with Image.open(path) as source:
+        image = source.convert("RGB")
     image.thumbnail((side, side), Image.Resampling.LANCZOS)
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG", compress_level=3)  # as the service stores results
-    return image, buffer.getvalue()
+    return image, encoded(image, "PNG", compress_level=3)  # as the service stores results
 
 
-def interleaved(actions: dict[str, callable]) -> dict[str, float]:
+def interleaved(actions: dict[str, Callable[[], object]]) -> dict[str, float]:
     """Median microseconds per call of each action, measured round-robin (load bursts hit all)."""
-    samples: dict[str, list[float]] = {name: [] for name in actions}
-    for _ in range(ROUNDS):
-        for name, action in actions.items():
-            started = time.perf_counter()
-            for _ in range(PER_ROUND):
-                action()
-            samples[name].append((time.perf_counter() - started) / PER_ROUND * 1e6)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    samples = round_robin(actions, ROUNDS, PER_ROUND)
+    return {name: 1000 * statistics.median(values) for name, values in samples.items()}
 
 
 def unchecked_unpack(blob: bytes):
@@ -225,9 +203,9 @@ def report(info: str, value_size: int, sums: dict, hits: dict, disk: dict, fds: 
 
 
 def main() -> None:
-    photos = sorted(PHOTOS.glob("*.jpg"))
+    photos = photo_paths()
     image, value = min((png_of(path) for path in photos), key=lambda pair: abs(len(pair[1]) - 300_000))
-    info = machine_line(machine_info())
+    info = machine_line()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         sums = checksums(value)
@@ -236,8 +214,7 @@ def main() -> None:
         fds = open_descriptors(workdir)
         exp = expiry(workdir)
     text = report(info, len(value), sums, hits, disk, fds, exp)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "store.md").write_text(text)
+    write_result("store.md", text)
     print(text)
 
 

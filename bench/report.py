@@ -12,18 +12,16 @@ import re
 import time
 from pathlib import Path
 
+from bench.common import RESULTS, machine_info, machine_line
 from bench.e2e.markdown import (
     BUSY_VS_IDLE_GOAL,
     FUZZY_VS_NOOP_GOAL,
     HIT_VS_NOOP_GOAL,
     MISS_OVERHEAD_GOAL_PCT,
-    machine_line,
     ms,
 )
-from bench.machine import machine_info
 
-BENCH = Path(__file__).resolve().parent
-RESULTS = BENCH / "results"
+BENCH = RESULTS.parent
 OTHERS = {
     "engine": "Engine: model latency and precision",
     "cache": "Cache: look-up cost, recall and false hits",

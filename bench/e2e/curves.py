@@ -14,15 +14,19 @@ from __future__ import annotations
 import random
 import statistics
 import tempfile
-import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import imagehash
 
+from bench.common import timed
 from bench.e2e import workloads
 from bench.e2e.seed_baseline import SEED_THRESHOLD, SeedStyleCache
 
 NAMESPACE = "bench|curves"
+T = TypeVar("T")
 
 
 def _fingerprint(data: bytes, max_side: int):
@@ -65,7 +69,7 @@ def scan_time(sizes: list[int], queries: int = 30, seed: int = 1) -> dict:
             seed_cache.put_many(rows)
             filled = size
             probes = [_random_fingerprint(rng) for _ in range(queries)]  # ~32 bits from any row
-            ours_ms.append(_median_ms(lambda fp: cache.lookup(NAMESPACE, fp), probes))
+            ours_ms.append(_median_ms(partial(cache.lookup, NAMESPACE), probes))
             hashes = [imagehash.hex_to_hash(f"{fp.phash:016x}") for fp in probes]
             seed_ms.append(_median_ms(seed_cache.lookup, hashes))
         cache.close()
@@ -73,13 +77,9 @@ def scan_time(sizes: list[int], queries: int = 30, seed: int = 1) -> dict:
     return {"sizes": sizes, "ours_ms": ours_ms, "seed_ms": seed_ms}
 
 
-def _median_ms(fn, items) -> float:
-    times = []
-    for item in items:
-        start = time.perf_counter()
-        fn(item)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+def _median_ms(fn: Callable[[T], object], items: list[T]) -> float:
+    """Median ms of one call of `fn` per item."""
+    return statistics.median(timed(partial(fn, item))[0] for item in items)
 
 
 def threshold_sweep(photos: list[Path], thresholds: list[int], max_side: int) -> dict:

@@ -12,9 +12,9 @@ import statistics
 import threading
 from pathlib import Path
 
+from bench.common import summary
 from bench.e2e import workloads
 from bench.e2e.apps import Call, call, client, noop_app, real_app
-from bench.e2e_stats import summary
 
 WARM_UP_CALLS = 3
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from bench.common import summary
 from bench.e2e import workloads
 from bench.e2e.apps import Call, call, client, noop_app, real_app
-from bench.e2e_stats import summary
 
 LOAD_MAX_SIDE = "256"
 LOAD_DEADLINE_S = 120.0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.common import machine_line
+
 #: What the seed reported for its replay (its README), to set our numbers beside.
 SEED_REPORTED = {"hit_rate": 0.826, "repeat_s": 0.045, "miss_s": 1.75}
 HIT_VS_NOOP_GOAL = 1.2
@@ -27,14 +29,6 @@ def _signed(value: float | None) -> str:
 
 def verdict(ok: bool) -> str:
     return "**met**" if ok else "**NOT met**"
-
-
-def machine_line(m: dict) -> str:
-    return (
-        f"{m['cpu']}, {m['cores']} cores ({m.get('isa', '')}), {m['ram_gib']} GiB RAM, {m['os']}; "
-        f"Python {m['python']}, torch {m['torch']}, gradio {m['gradio']} (client {m['gradio_client']}), "
-        f"Pillow {m['pillow']}, numpy {m['numpy']}; {m['date']}"
-    )
 
 
 def latency_section(r: dict) -> list[str]:

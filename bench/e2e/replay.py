@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from bench.common import percentile
 from bench.e2e import workloads
-from bench.e2e_stats import percentile
 from bench.e2e.seed_baseline import SeedStyleCache
 from bench.e2e.workloads import Request
 

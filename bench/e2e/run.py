@@ -26,10 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.e2e import workloads
-from bench.machine import machine_info
+from bench.common import RESULTS, machine_info, photo_paths, weights_dir
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
 PARTS = ("latency", "load", "mixed", "replay", "curves")
 #: Run only when asked (`--parts load_one_thread`): the load test with the app under
 #: OMP_NUM_THREADS=1, to see whether leaving a core to the web server helps hits.
@@ -72,8 +70,8 @@ def pick(photos: list[Path], prefix: str, count: int, skip: int = 0) -> list[Pat
 def run_parts(parts: list[str], plan: Plan) -> dict:
     from bench.e2e import curves, latency, load, replay
 
-    photos = workloads.photo_paths()
-    weights = workloads.weights_dir()
+    photos = photo_paths()
+    weights = weights_dir()
     work = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
     faces, scenes = "face_", "scene_animeganv3_"
     # Two thirds portraits (small), one third 1024 px scenes: the model's cost spans both.
@@ -143,7 +141,9 @@ def _default_max_side() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.e2e", description="End-to-end benchmark and load test of the app.")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.e2e", description="End-to-end benchmark and load test of the app."
+    )
     parser.add_argument(
         "--parts",
         default=",".join(PARTS),
