@@ -37,7 +37,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from animegan.intake import DEFAULT_MAX_SIDE, fitted_size, open_image, open_preview
-from bench.common import RESULTS, encoded, machine_line, photo_paths, timed, weights_dir, write_result
+from bench.common import RESULTS, encoded, machine_line, photo_paths, table, timed, weights_dir, write_result
 from cache_store import DEFAULT_THRESHOLD, PREVIEW_SIDE, Fingerprint, ResultCache
 from cache_store.hamming import HammingIndex
 from cache_store.result_cache import FUZZY_CANDIDATES
@@ -269,9 +269,71 @@ def plot(scan: dict, curve: contract_check.Curve) -> None:
 
 
 def report(hits: dict, con: dict, fits: dict, scan: dict, seconds: float) -> str:
-    s = con["summary"]
-    curve = con["curve"]
-    t = DEFAULT_THRESHOLD
+    s, curve, t = con["summary"], con["curve"], DEFAULT_THRESHOLD
+    uploads = s["must_miss"] + s["must_hit"] + s["unchanged"]
+    summary = [
+        (
+            f"{label}, {hits['entries'] // 1000}k entries: the service's own time (median)",
+            med(case["total"]),
+            "≤ 8 ms" if label.startswith("near") else "≤ 3 ms",
+        )
+        for label, case in hits["cases"].items()
+    ]
+    summary += [
+        (
+            f"contract at full size, {con['photos']} photos, threshold {t}: false hits",
+            f"{s['false_hits']} of {uploads} uploads",
+            "0",
+        ),
+        (f"same: recall of the {s['must_hit']} must-hit uploads", f"{100 * s['recall']:.1f} %", "≥ 98 %"),
+        ("stored per entry: signature + tolerances", f"{REFERENCE_SIZE:,} bytes", ""),
+        (
+            "reduced decode of a miss's upload for its fingerprint (1200 px JPEG)",
+            med(hits["fingerprint_miss"]),
+            "",
+        ),
+        (
+            "calibration of a new entry (runs beside the inference)",
+            f"{med(hits['calibration'])} (a miss: {hits['miss_ms'] / 1000:.2f} s)",
+            "",
+        ),
+    ]
+    steps = []
+    for label, case in hits["cases"].items():
+        steps += [
+            f"**{label}** ({hits['kind'][label]}): {med(case['total'])} in all.",
+            "",
+            *table(
+                ("step", "median"),
+                [(step, med(samples)) for step, samples in case.items() if step != "total"],
+            ),
+            "",
+        ]
+    groups = [
+        (group, row["n"], f"{100 * row['correct'] / row['n']:.1f} %", row["false"])
+        for group, row in sorted(con["groups"].items())
+    ]
+    per_threshold = [
+        (
+            f"{bits}{' (default)' if bits == t else ''}",
+            f"{100 * curve.recall[i]:.1f} %",
+            f"{100 * curve.false_hits[i]:.2f} %",
+            f"{100 * curve.phash_recall[i]:.1f} %",
+            f"{100 * curve.phash_false_hits[i]:.1f} %",
+        )
+        for i, bits in enumerate(curve.thresholds)
+        if bits % 2 == 0 or bits == t
+    ]
+    filters = [(name, f"{row['ms']:.1f} ms", f"{row['psnr']:.1f} dB") for name, row in fits.items()]
+    scan_rows = [
+        (
+            f"{size:,}",
+            f"{row['ours']:.3f} ms",
+            f"{row['baseline']:,.0f} ms",
+            f"{row['baseline'] / row['ours']:,.0f}x",
+        )
+        for size, row in scan.items()
+    ]
     lines = [
         "# Result cache benchmark",
         "",
@@ -281,39 +343,14 @@ def report(hits: dict, con: dict, fits: dict, scan: dict, seconds: float) -> str
         "",
         "## Summary",
         "",
-        "| what | measured | goal |",
-        "|---|---|---|",
-    ]
-    for label, case in hits["cases"].items():
-        goal = "≤ 8 ms" if label.startswith("near") else "≤ 3 ms"
-        lines.append(
-            f"| {label}, {hits['entries'] // 1000}k entries: the service's own time (median) | "
-            f"{med(case['total'])} | {goal} |"
-        )
-    lines += [
-        f"| contract at full size, {con['photos']} photos, threshold {t}: false hits | "
-        f"{s['false_hits']} of {s['must_miss'] + s['must_hit'] + s['unchanged']} uploads | 0 |",
-        f"| same: recall of the {s['must_hit']} must-hit uploads | {100 * s['recall']:.1f} % | ≥ 98 % |",
-        f"| stored per entry: signature + tolerances | {REFERENCE_SIZE:,} bytes | |",
-        f"| calibration of a new entry (runs beside the inference) | {med(hits['calibration'])} "
-        f"(a miss: {hits['miss_ms'] / 1000:.2f} s) | |",
+        *table(("what", "measured", "goal"), summary),
         "",
         "## Where a hit's time goes",
         "",
         "Each step timed alone, median of 40 (the total is measured separately, so the steps need "
         "not add up to it exactly).",
         "",
-    ]
-    for label, case in hits["cases"].items():
-        lines += [
-            f"**{label}** ({hits['kind'][label]}): {med(case['total'])} in all.",
-            "",
-            "| step | median |",
-            "|---|---|",
-        ]
-        lines += [f"| {step} | {med(samples)} |" for step, samples in case.items() if step != "total"]
-        lines.append("")
-    lines += [
+        *steps,
         "## The near-duplicate contract",
         "",
         f"Every edit of `cache_store.contract` applied to each of {con['photos']} photos at full size "
@@ -323,26 +360,21 @@ def report(hits: dict, con: dict, fits: dict, scan: dict, seconds: float) -> str
         "decode. *Unchanged*: a must-miss edit that leaves the picture as it is (a colour edit of "
         "a greyscale photo): either answer is right.",
         "",
-        "| class | uploads | answered right | false hits |",
-        "|---|---:|---:|---:|",
-    ]
-    for group, row in sorted(con["groups"].items()):
-        lines.append(f"| {group} | {row['n']} | {100 * row['correct'] / row['n']:.1f} % | {row['false']} |")
-    lines += [
+        *table(("class", "uploads", "answered right", "false hits"), groups, "lrrr"),
         "",
         "### Per threshold",
         "",
-        "| threshold (bits) | recall, verified | false hits, verified | recall, pHash only | false hits, pHash only |",
-        "|---:|---:|---:|---:|---:|",
-    ]
-    for i, bits in enumerate(curve.thresholds):
-        if bits % 2 == 0 or bits == t:
-            lines.append(
-                f"| {bits}{' (default)' if bits == t else ''} | {100 * curve.recall[i]:.1f} % | "
-                f"{100 * curve.false_hits[i]:.2f} % | {100 * curve.phash_recall[i]:.1f} % | "
-                f"{100 * curve.phash_false_hits[i]:.1f} % |"
-            )
-    lines += [
+        *table(
+            (
+                "threshold (bits)",
+                "recall, verified",
+                "false hits, verified",
+                "recall, pHash only",
+                "false hits, pHash only",
+            ),
+            per_threshold,
+            "rrrrr",
+        ),
         "",
         "![recall and false hits per threshold](cache_recall.png)",
         "",
@@ -352,25 +384,18 @@ def report(hits: dict, con: dict, fits: dict, scan: dict, seconds: float) -> str
         "output a miss on that upload gives; time includes the PNG encode. `FIT_FILTER` is "
         f"`{FIT_FILTER.name}`.",
         "",
-        "| filter | resize + PNG | PSNR to a true miss |",
-        "|---|---:|---:|",
-    ]
-    lines += [f"| {name} | {row['ms']:.1f} ms | {row['psnr']:.1f} dB |" for name, row in fits.items()]
-    lines += [
+        *table(("filter", "resize + PNG", "PSNR to a true miss"), filters, "lrr"),
         "",
         "## pHash scan",
         "",
         f"Nearest rows within {t} bits among N random 64-bit hashes, median of 50 queries, next to "
         "the seed's SQLite + Python scan measured in the same run.",
         "",
-        "| entries | cache_store | seed-style | speed-up |",
-        "|---:|---:|---:|---:|",
+        *table(("entries", "cache_store", "seed-style", "speed-up"), scan_rows, "rrrr"),
+        "",
+        "![scan](cache_scan.png)",
+        "",
     ]
-    lines += [
-        f"| {size:,} | {row['ours']:.3f} ms | {row['baseline']:,.0f} ms | {row['baseline'] / row['ours']:,.0f}x |"
-        for size, row in scan.items()
-    ]
-    lines += ["", "![scan](cache_scan.png)", ""]
     return "\n".join(lines)
 
 

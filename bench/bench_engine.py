@@ -27,7 +27,16 @@ from animegan.generator import AnimeGANv2Generator
 from animegan.inference import load_stylizer
 from animegan.intake import DEFAULT_MAX_SIDE, open_image
 from animegan.weights import read_weights
-from bench.common import REPO, clocked, machine_info, machine_line, photos_dir, weights_dir, write_result
+from bench.common import (
+    REPO,
+    clocked,
+    machine_info,
+    machine_line,
+    photos_dir,
+    table,
+    weights_dir,
+    write_result,
+)
 
 WEIGHTS = weights_dir()
 PHOTOS = photos_dir()
@@ -38,6 +47,8 @@ SIDES = (256, 512, 768, 1024)
 MISS_TARGET_S = 1.2
 BIG_SIZE = (4000, 3000)
 RSS_LIMIT_MB = 2500
+#: Tile budgets (side of the pixel budget) compared against one untiled pass.
+TILE_SIDES = (768, 512, 384)
 TILING_PHOTOS = (
     "face_bryandlee_05.jpg",
     "people_terryky_pakutaso.jpg",
@@ -120,7 +131,7 @@ def tiling_rows() -> list[dict]:
         image = open_image(PHOTOS / name).fit(1024).rgb
         reference = base.retiled(4096).stylize(image)
         row = {"photo": name, "size": image.size}
-        for tile in (768, 512, 384):
+        for tile in TILE_SIDES:
             row[tile] = psnr(base.retiled(tile).stylize(image), reference)
         rows.append(row)
         print(f"[engine] tiling {row}", flush=True)
@@ -194,6 +205,44 @@ def choose_max_side(rows: list[dict]) -> int:
     return max(within) if within else min(row["side"] for row in rows)
 
 
+LATENCY_COLUMNS = (
+    "longest side",
+    "size",
+    "reference s",
+    "ours (auto) s",
+    "ratio",
+    "PSNR dB",
+    "ours fp32 s",
+    "ratio",
+    "PSNR dB",
+    "ours median s",
+)
+
+
+def _size(size: tuple[int, int] | list[int]) -> str:
+    return f"{size[0]}x{size[1]}"
+
+
+def _latency_cells(r: dict) -> tuple:
+    return (
+        r["side"],
+        _size(r["size"]),
+        f"{r['reference_s']:.3f}",
+        f"{r['ours_s']:.3f}",
+        f"{r['ours_s'] / r['reference_s']:.2f}x",
+        f"{r['psnr_ours']:.1f}",
+        f"{r['ours_fp32_s']:.3f}",
+        f"{r['ours_fp32_s'] / r['reference_s']:.2f}x",
+        f"{r['psnr_ours_fp32']:.1f}",
+        f"{r['ours_median_s']:.3f}",
+    )
+
+
+def _memory_cells(r: dict) -> tuple:
+    case = "reference (untiled)" if r["mode"] == "reference" else "ours (tiles above budget)"
+    return (case, _size(r["size"]), r["precision"], f"{r['seconds']:.1f}", f"{r['peak_rss_mb']:.0f}")
+
+
 def write_markdown(
     machine: dict, latency: list[dict], tiling: list[dict], memory: list[dict], repeats: int
 ) -> None:
@@ -217,18 +266,7 @@ def write_markdown(
         "inference mode, padding to the stride), and the same at float32. PSNR is against the "
         "reference output (8-bit RGB).",
         "",
-        "| longest side | size | reference s | ours (auto) s | ratio | PSNR dB | ours fp32 s "
-        "| ratio | PSNR dB | ours median s |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in latency:
-        lines.append(
-            f"| {r['side']} | {r['size'][0]}x{r['size'][1]} | {r['reference_s']:.3f} | "
-            f"{r['ours_s']:.3f} | {r['ours_s'] / r['reference_s']:.2f}x | {r['psnr_ours']:.1f} | "
-            f"{r['ours_fp32_s']:.3f} | {r['ours_fp32_s'] / r['reference_s']:.2f}x | "
-            f"{r['psnr_ours_fp32']:.1f} | {r['ours_median_s']:.3f} |"
-        )
-    lines += [
+        *table(LATENCY_COLUMNS, map(_latency_cells, latency), "rlrrrrrrrr"),
         "",
         f"**DEFAULT_MAX_SIDE**: the largest side whose miss stays within about a second "
         f"({MISS_TARGET_S:.1f} s) "
@@ -245,30 +283,18 @@ def write_markdown(
         "the downscaled statistics: uniform over the image (no seams), and larger the further "
         "the image exceeds the budget. Columns: budget side (pixel budget = side²).",
         "",
-        "| photo | size | 768 | 512 | 384 |",
-        "|---|---|---:|---:|---:|",
-    ]
-    for r in tiling:
-        lines.append(
-            f"| {r['photo']} | {r['size'][0]}x{r['size'][1]} | "
-            + " | ".join(f"{r[t]:.1f}" for t in (768, 512, 384))
-            + " |"
-        )
-    lines += [
+        *table(
+            ("photo", "size", *map(str, TILE_SIDES)),
+            [(r["photo"], _size(r["size"]), *(f"{r[t]:.1f}" for t in TILE_SIDES)) for r in tiling],
+            "llrrr",
+        ),
         "",
         "## Peak memory (fresh process per case, VmHWM)",
         "",
         "Seconds include loading the model (and, for auto, the bf16 check).",
         "",
-        "| case | size | precision | seconds | peak RSS MB |",
-        "|---|---|---|---:|---:|",
+        *table(("case", "size", "precision", "seconds", "peak RSS MB"), map(_memory_cells, memory), "lllrr"),
     ]
-    for r in memory:
-        case = "reference (untiled)" if r["mode"] == "reference" else "ours (tiles above budget)"
-        lines.append(
-            f"| {case} | {r['size'][0]}x{r['size'][1]} | {r['precision']} | "
-            f"{r['seconds']:.1f} | {r['peak_rss_mb']:.0f} |"
-        )
     big = [r for r in memory if r["mode"] != "reference" and tuple(r["size"]) == BIG_SIZE]
     if big:
         worst = max(r["peak_rss_mb"] for r in big)

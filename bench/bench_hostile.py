@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bench.common import machine_line, photo_paths, weights_dir, write_result
+from bench.common import machine_line, photo_paths, table, weights_dir, write_result
 from bench.e2e.apps import Call, call, client, real_app
 from tests.engine.test_hostile_files import exif_with_description, multipage_tiff
 
@@ -119,6 +119,36 @@ def write(
     q = [c.ms for c in quiet if not c.error]
     b = [c.ms for c in busy if not c.error]
     badge = [float(c.info.get("latency_ms", 0)) for c in busy if not c.error]
+    summary = [
+        (
+            "exact hit round trip while 4 hostile TIFFs are in flight (median, max)",
+            f"{statistics.median(b):.0f} ms, {max(b):.0f} ms",
+            "< 1 s",
+        ),
+        ("same, nothing else going on (median)", f"{statistics.median(q):.0f} ms", ""),
+        (
+            "the badge's time of those hits (median, max)",
+            f"{statistics.median(badge):.1f} ms, {max(badge):.1f} ms",
+            "",
+        ),
+        *(
+            (
+                f"peak memory over the model's working set ({baseline_mb:.0f} MB) after `{name}`",
+                f"+{grown:.0f} MB",
+                "≤ 300 MB",
+            )
+            for name, grown in memory.items()
+        ),
+    ]
+    uploads = [
+        (
+            name,
+            f"{hostile[name.split('#')[0]].stat().st_size / 2**20:.1f} MB",
+            c.error.split(":", 1)[-1].strip()[:90] if c.error else c.badge,
+            f"{c.ms:.0f} ms",
+        )
+        for name, c in results.items()
+    ]
     lines = [
         "# Hostile uploads through the app",
         "",
@@ -126,30 +156,15 @@ def write(
         "",
         "## Summary",
         "",
-        "| what | measured | goal |",
-        "|---|---|---|",
-        f"| exact hit round trip while 4 hostile TIFFs are in flight (median, max) | "
-        f"{statistics.median(b):.0f} ms, {max(b):.0f} ms | < 1 s |",
-        f"| same, nothing else going on (median) | {statistics.median(q):.0f} ms | |",
-        f"| the badge's time of those hits (median, max) | {statistics.median(badge):.1f} ms, {max(badge):.1f} ms | |",
-    ]
-    for name, grown in memory.items():
-        lines.append(
-            f"| peak memory over the model's working set ({baseline_mb:.0f} MB) after `{name}` | "
-            f"+{grown:.0f} MB | ≤ 300 MB |"
-        )
-    lines += [
+        *table(("what", "measured", "goal"), summary),
         "",
         "## Each hostile upload",
         "",
-        "| upload | file | answer | round trip |",
-        "|---|---:|---|---:|",
+        *table(("upload", "file", "answer", "round trip"), uploads, "lrlr"),
+        "",
+        f"The first miss on the photo took {first.ms / 1000:.2f} s.",
+        "",
     ]
-    for name, c in results.items():
-        path = hostile[name.split("#")[0]]
-        answer = c.error.split(":", 1)[-1].strip()[:90] if c.error else c.badge
-        lines.append(f"| {name} | {path.stat().st_size / 2**20:.1f} MB | {answer} | {c.ms:.0f} ms |")
-    lines += ["", f"The first miss on the photo took {first.ms / 1000:.2f} s.", ""]
     write_result("hostile.md", "\n".join(lines))
     print("\n".join(lines))
 

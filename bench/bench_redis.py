@@ -40,6 +40,7 @@ from bench.common import (
     machine_line,
     percentile,
     photo_paths,
+    table,
     timed,
     weights_dir,
     write_result,
@@ -272,8 +273,53 @@ def report(
     per_million_gb = per_result * 1e6 / 1e9
     index_million_gb = overhead * 1e6 / 1e9
     small = scale["redis"]["small_entry_bytes"]
+    stored = f"{len(r['png'])} results stored"
+    compared = [
+        ("exact hit, service (byte-identical re-upload)", d["service_exact"], r["service_exact"]),
+        ("fuzzy hit, service (JPEG q75 re-encode)", d["service_fuzzy"], r["service_fuzzy"]),
+        (f"exact hit, API, {stored}", d["api_exact"], r["api_exact"]),
+        (f"fuzzy hit, API, {stored}", d["api_fuzzy"], r["api_fuzzy"]),
+        (f"exact hit, API, {FILL:,} entries", scale["disk"]["exact"], scale["redis"]["exact"]),
+        (f"fuzzy hit, API, {FILL:,} entries", scale["disk"]["fuzzy"], scale["redis"]["fuzzy"]),
+        (
+            "`stats()` (the cache panel, every 5 s per open page)",
+            scale["disk"]["stats"],
+            scale["redis"]["stats"],
+        ),
+    ]
+    latency = [
+        (
+            name,
+            med(on_disk),
+            med(on_redis),
+            f"{statistics.median(on_redis) / statistics.median(on_disk):.2f}x",
+        )
+        for name, on_disk, on_redis in compared
+    ]
+    latency.append(("miss, service (model run, for scale)", med(d["miss"]), med(r["miss"]), ""))
+    once = [
+        (
+            f"a fresh process's first fuzzy lookup: loads the {FILL:,}-row index",
+            *(f"{scale[backend]['index_load_ms']:.0f} ms" for backend in ("disk", "redis")),
+        ),
+        (
+            "`put` of a small entry while filling",
+            *(f"{scale[backend]['put_us']:.0f} us" for backend in ("disk", "redis")),
+        ),
+    ]
+    parts = [
+        ("PNG result (the blob, with its JSON envelope)", f"{mem['blob']:,.0f}"),
+        (
+            "value hash: blob + row (384 B signature, size, alpha, seq, namespace, alias) + key, incl. allocator "
+            "rounding",
+            f"{mem['value_key']:,.0f} (overhead {mem['value_overhead']:,.0f})",
+        ),
+        ("raw-file alias key", f"{mem['alias']:,.0f}"),
+        (f"stream entry (pHash + value key), per row, measured at {FILL:,} rows", f"{stream_row:,.0f}"),
+        ("**per result**", f"**{per_result:,.0f}** (overhead over the PNG {overhead:,.0f})"),
+    ]
     lines = [
-        "# Redis cache backend benchmark (issue #7)",
+        "# Redis cache backend benchmark",
         "",
         f"Machine: {machine_line(info)}; diskcache {info['diskcache']}, redis-py {redis.__version__}, "
         f"Redis server {redis_version} on the same host (127.0.0.1, TCP). Run time {seconds:.0f} s. "
@@ -288,33 +334,9 @@ def report(
         "the upload). *API* = the cache call alone: `lookup_raw` (exact) or `lookup` with a ready fingerprint "
         "(fuzzy: sync, scan, verify, read).",
         "",
-        "| path | diskcache | Redis | Redis / disk |",
-        "|---|---|---|---:|",
-    ]
-    rows = [
-        ("exact hit, service (byte-identical re-upload)", d["service_exact"], r["service_exact"]),
-        ("fuzzy hit, service (JPEG q75 re-encode)", d["service_fuzzy"], r["service_fuzzy"]),
-        (f"exact hit, API, {len(r['png'])} results stored", d["api_exact"], r["api_exact"]),
-        (f"fuzzy hit, API, {len(r['png'])} results stored", d["api_fuzzy"], r["api_fuzzy"]),
-        (f"exact hit, API, {FILL:,} entries", scale["disk"]["exact"], scale["redis"]["exact"]),
-        (f"fuzzy hit, API, {FILL:,} entries", scale["disk"]["fuzzy"], scale["redis"]["fuzzy"]),
-        (
-            "`stats()` (the cache panel, every 5 s per open page)",
-            scale["disk"]["stats"],
-            scale["redis"]["stats"],
-        ),
-    ]
-    for name, disk_ms, redis_ms in rows:
-        ratio = statistics.median(redis_ms) / statistics.median(disk_ms)
-        lines.append(f"| {name} | {med(disk_ms)} | {med(redis_ms)} | {ratio:.2f}x |")
-    lines += [
-        f"| miss, service (model run, for scale) | {med(d['miss'])} | {med(r['miss'])} | |",
+        *table(("path", "diskcache", "Redis", "Redis / disk"), latency, "lllr"),
         "",
-        "| once per process or per write | diskcache | Redis |",
-        "|---|---:|---:|",
-        f"| a fresh process's first fuzzy lookup: loads the {FILL:,}-row index | {scale['disk']['index_load_ms']:.0f} ms "
-        f"| {scale['redis']['index_load_ms']:.0f} ms |",
-        f"| `put` of a small entry while filling | {scale['disk']['put_us']:.0f} us | {scale['redis']['put_us']:.0f} us |",
+        *table(("once per process or per write", "diskcache", "Redis"), once, "lrr"),
         "",
         "Every Redis call is a round trip (here over loopback; add the network's RTT per call on a LAN: an exact "
         "hit makes 3 calls — resolve the alias, read the value, count the hit; a fuzzy hit 8). "
@@ -340,14 +362,7 @@ def report(
         "",
         f"MEMORY USAGE of the {mem['results']} real results' keys (jemalloc, Redis {redis_version}):",
         "",
-        "| part | bytes |",
-        "|---|---:|",
-        f"| PNG result (the blob, with its JSON envelope) | {mem['blob']:,.0f} |",
-        f"| value hash: blob + row (384 B signature, size, alpha, seq, namespace, alias) + key, incl. allocator "
-        f"rounding | {mem['value_key']:,.0f} (overhead {mem['value_overhead']:,.0f}) |",
-        f"| raw-file alias key | {mem['alias']:,.0f} |",
-        f"| stream entry (pHash + value key), per row, measured at {FILL:,} rows | {stream_row:,.0f} |",
-        f"| **per result** | **{per_result:,.0f}** (overhead over the PNG {overhead:,.0f}) |",
+        *table(("part", "bytes"), parts, "lr"),
         "",
         "The value hash's overhead over its PNG is mostly jemalloc rounding the PNG up to its size class "
         "(classes are 4 per power of two, so up to 25 %); the row itself is ~0.5 KB. "
@@ -366,7 +381,7 @@ def report(
         "",
         f"**How many replicas.** Hits cost the service ~1 ms (exact) to tens of ms (fuzzy, mostly decoding the "
         f"upload); a miss runs the model for ~{miss_s:.1f} s at 768 px on a 2-core "
-        "replica, and each replica runs one inference at a time. Size the fleet on misses: replicas ≈ peak new "
+        "replica, and each replica runs one inference at a time by default (`--inference-workers`). Size the fleet on misses: replicas ≈ peak new "
         f"photos per second × {miss_s:.1f} s, rounded up, plus one for hits and for a replica "
         f"going away (e.g. 1 new photo/s → {math.ceil(miss_s) + 1} replicas of 2 cores). Losing a replica loses "
         "no cache; losing Redis "

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from bench.common import encoded, machine_line, photo_paths, round_robin, write_result
+from bench.common import encoded, machine_line, photo_paths, round_robin, table, write_result
 from cache_store import Fingerprint, ResultCache, envelope, result_cache
 from tests.cache_support import disk_usage, open_files, synthetic_fingerprint, value_files, value_for
 
@@ -155,8 +155,35 @@ def expiry(workdir: Path) -> dict[str, float]:
 
 
 def report(info: str, value_size: int, sums: dict, hits: dict, disk: dict, fds: list[int], exp: dict) -> str:
-    crc, cost = sums["CRC-32 (zlib)"], hits["with CRC-32"] - hits["check skipped"]
-    limit = disk["limit"]
+    checked, skipped = hits["with CRC-32"], hits["check skipped"]
+    worst, limit = max(disk["usage"]), disk["limit"]
+    summary = [
+        (
+            f"CRC-32 of a {value_size / 1000:.0f} KB PNG result",
+            f"{sums['CRC-32 (zlib)']:.0f} µs (SHA-256 {sums['SHA-256']:.0f} µs, "
+            f"BLAKE2b {sums['BLAKE2b-128']:.0f} µs)",
+            "cheap",
+        ),
+        (
+            "exact hit (`lookup_raw`), with the check vs skipped",
+            f"{checked:.0f} µs vs {skipped:.0f} µs (+{checked - skipped:.0f} µs, "
+            f"{100 * (checked - skipped) / skipped:+.0f} %)",
+            "cheap",
+        ),
+        (
+            "disk use with a 2 MB budget over 40 results, worst",
+            f"{worst / 2**20:.2f} MB ({100 * worst / limit:.0f} % of the budget)",
+            "≤ 110 %",
+        ),
+        ("open descriptors on cache.db: idle, then after each of 4 bursts", ", ".join(map(str, fds)), "flat"),
+        (
+            "expired results on disk after their TTL (1 s sweep interval, no traffic)",
+            f"{exp['after_expiry_s']:.2f} s",
+            "≤ 1 sweep interval",
+        ),
+    ]
+    candidates = [(name, f"{us:.0f}", f"{value_size / us / 1000:.2f}") for name, us in sums.items()]
+    sizes = f"{min(disk['sizes']) / 1000:.0f}-{max(disk['sizes']) / 1000:.0f} KB"
     lines = [
         "# Store hardening: integrity and bounded resources",
         "",
@@ -164,36 +191,24 @@ def report(info: str, value_size: int, sums: dict, hits: dict, disk: dict, fds: 
         "",
         "## Summary",
         "",
-        "| what | measured | goal |",
-        "|---|---|---|",
-        f"| CRC-32 of a {value_size / 1000:.0f} KB PNG result | {crc:.0f} µs "
-        f"(SHA-256 {sums['SHA-256']:.0f} µs, BLAKE2b {sums['BLAKE2b-128']:.0f} µs) | cheap |",
-        f"| exact hit (`lookup_raw`), with the check vs skipped | {hits['with CRC-32']:.0f} µs vs "
-        f"{hits['check skipped']:.0f} µs (+{cost:.0f} µs, {100 * cost / hits['check skipped']:+.0f} %) | cheap |",
-        f"| disk use with a 2 MB budget over 40 results, worst | {max(disk['usage']) / 2**20:.2f} MB "
-        f"({100 * max(disk['usage']) / limit:.0f} % of the budget) | ≤ 110 % |",
-        f"| open descriptors on cache.db: idle, then after each of 4 bursts | {', '.join(map(str, fds))} | flat |",
-        f"| expired results on disk after their TTL (1 s sweep interval, no traffic) | "
-        f"{exp['after_expiry_s']:.2f} s | ≤ 1 sweep interval |",
+        *table(("what", "measured", "goal"), summary),
         "",
         "## Checksum candidates",
         "",
         f"Median of {ROUNDS} rounds of {PER_ROUND} calls each, round-robin, on a {value_size:,}-byte PNG "
         f"(a project photo at {SIDE} px, compress level 3, as results are stored).",
         "",
-        "| checksum | µs | GB/s |",
-        "|---|---:|---:|",
-        *(f"| {name} | {us:.0f} | {value_size / us / 1000:.2f} |" for name, us in sums.items()),
+        *table(("checksum", "µs", "GB/s"), candidates, "lrr"),
         "",
         "CRC-32 is the cheapest that catches truncation and flipped bits (what a power loss",
         "leaves); it is not a seal against someone who can write the store, and need not be.",
         "",
         "## Disk use under a 2 MB budget",
         "",
-        f"40 project photos as {BUDGET_SIDE} px PNGs ({min(disk['sizes']) / 1000:.0f}-{max(disk['sizes']) / 1000:.0f} KB), "
+        f"40 project photos as {BUDGET_SIDE} px PNGs ({sizes}), "
         "each put and then read once. Disk use is what `du` counts after each put.",
         "",
-        f"- worst {max(disk['usage']):,} B, last {disk['usage'][-1]:,} B, budget {limit:,} B; "
+        f"- worst {worst:,} B, last {disk['usage'][-1]:,} B, budget {limit:,} B; "
         f"{disk['entries']} results kept; the cache panel reports {disk['reported']:,} B",
         f"- SQLite files at the end: {', '.join(f'{k} {v:,} B' for k, v in disk['files'].items())}",
         f"- after each put (KB): {', '.join(str(round(u / 1024)) for u in disk['usage'])}",
