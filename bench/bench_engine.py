@@ -251,8 +251,8 @@ def write_markdown(
     lines = [
         "# Engine: model latency and precision",
         "",
-        f"Machine: {machine_line(machine)}. Shared box: other processes may run at the same time, so read the "
-        "ratios (measured interleaved in one process), not the absolute times.",
+        f"Machine: {machine_line(machine)}. Shared box: other processes may run at the same time, so read "
+        "the ratios (measured interleaved in one process), not the absolute times.",
         "",
         "`python -m bench.bench_engine [--fp32-big]` regenerates this file.",
         "",

@@ -27,6 +27,7 @@ import subprocess
 import tempfile
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -171,7 +172,7 @@ def redis_bytes(client: redis.Redis) -> dict:
         "results": len(values),
         "blob": statistics.mean(blobs),
         "value_key": statistics.mean(value_usage),
-        "value_overhead": statistics.mean(u - b for u, b in zip(value_usage, blobs)),
+        "value_overhead": statistics.mean(u - b for u, b in zip(value_usage, blobs, strict=True)),
         "alias": statistics.mean(usage(key) for key in aliases) if aliases else 0,
     }
 
@@ -229,6 +230,11 @@ def across_replicas(url: str, photo: Path) -> dict:
     return out
 
 
+def _instant_request(cache: ResultCache, rng: np.random.Generator) -> None:
+    """A request whose compute costs nothing: its time is the cache's."""
+    cache.get_or_compute(NS, synthetic(rng), lambda: (b"x", {}))
+
+
 def while_down(server: Server) -> dict:
     """A request's cache overhead (get_or_compute with an instant compute) with Redis
     stopped and frozen: the first request after the failure, then the following ones."""
@@ -243,7 +249,7 @@ def while_down(server: Server) -> dict:
             server.stop()
         else:
             server.process.send_signal(signal.SIGSTOP)
-        samples = timed(lambda: cache.get_or_compute(NS, synthetic(rng), lambda: (b"x", {})), 200)
+        samples = timed(partial(_instant_request, cache, rng), 200)
         out[state] = {"first": samples[0], "rest": samples[1:], "healthy": cache.healthy}
         if state == "frozen":
             server.process.send_signal(signal.SIGCONT)
@@ -310,8 +316,8 @@ def report(
     parts = [
         ("PNG result (the blob, with its JSON envelope)", f"{mem['blob']:,.0f}"),
         (
-            "value hash: blob + row (384 B signature, size, alpha, seq, namespace, alias) + key, incl. allocator "
-            "rounding",
+            "value hash: blob + row (384 B signature, size, alpha, seq, namespace, alias) + key, incl. "
+            "allocator rounding",
             f"{mem['value_key']:,.0f} (overhead {mem['value_overhead']:,.0f})",
         ),
         ("raw-file alias key", f"{mem['alias']:,.0f}"),
@@ -328,33 +334,35 @@ def report(
         "",
         "## Hit latency, Redis next to diskcache",
         "",
-        f"Real results: {REAL} project photos stylized ({STYLE}, 768 px) through `StylizeService`, once per backend; "
-        f"PNG results of {kib(statistics.mean(r['png']))} on average. *Service* = `service.stylize(upload)` in "
-        "process (read, sha256, lookup; for a fuzzy hit also decode, fit, fingerprint and fitting the cached PNG to "
-        "the upload). *API* = the cache call alone: `lookup_raw` (exact) or `lookup` with a ready fingerprint "
-        "(fuzzy: sync, scan, verify, read).",
+        f"Real results: {REAL} project photos stylized ({STYLE}, 768 px) through `StylizeService`, once per "
+        f"backend; PNG results of {kib(statistics.mean(r['png']))} on average. *Service* = "
+        "`service.stylize(upload)` in process (read, sha256, lookup; for a fuzzy hit also decode, fit, "
+        "fingerprint and fitting the cached PNG to the upload). *API* = the cache call alone: `lookup_raw` "
+        "(exact) or `lookup` with a ready fingerprint (fuzzy: sync, scan, verify, read).",
         "",
         *table(("path", "diskcache", "Redis", "Redis / disk"), latency, "lllr"),
         "",
         *table(("once per process or per write", "diskcache", "Redis"), once, "lrr"),
         "",
-        "Every Redis call is a round trip (here over loopback; add the network's RTT per call on a LAN: an exact "
-        "hit makes 3 calls — resolve the alias, read the value, count the hit; a fuzzy hit 8). "
-        f"A fresh replica loads its index at {FILL / scale['redis']['index_load_ms']:,.0f} rows/ms, so about "
-        f"{1e6 / (FILL / scale['redis']['index_load_ms']) / 1000:.0f} s per million rows, once per process start "
-        "(and after a FLUSHDB or a Redis restart).",
+        "Every Redis call is a round trip (here over loopback; add the network's RTT per call on a LAN: an "
+        "exact hit makes 3 calls — resolve the alias, read the value, count the hit; a fuzzy hit 8). A "
+        f"fresh replica loads its index at {FILL / scale['redis']['index_load_ms']:,.0f} rows/ms, so about "
+        f"{1e6 / (FILL / scale['redis']['index_load_ms']) / 1000:.0f} s per million rows, once per process "
+        "start (and after a FLUSHDB or a Redis restart).",
         "",
         "## Replicas and faults",
         "",
-        f"- Stored through replica A, looked up on replica B (index already loaded) right after: **{replicas['kind']}** "
-        f"hit in {replicas['ms']:.2f} ms (B pulls only the new stream entries before the scan).",
+        "- Stored through replica A, looked up on replica B (index already loaded) right after: "
+        f"**{replicas['kind']}** hit in {replicas['ms']:.2f} ms (B pulls only the new stream entries before "
+        "the scan).",
     ]
     for state, found in down.items():
         lines.append(
-            f"- Redis {state}: the first request after the failure spent {found['first']:.1f} ms in the cache, "
-            f"the next {len(found['rest'])} a median of {statistics.median(found['rest']):.3f} ms "
-            f"(p95 {percentile(found['rest'], 95):.3f}); healthy={found['healthy']}. Calls fail at once between "
-            "retries (first pause 0.25 s, doubling to 8 s); a frozen server costs one socket timeout (0.5 s)."
+            f"- Redis {state}: the first request after the failure spent {found['first']:.1f} ms in the "
+            f"cache, the next {len(found['rest'])} a median of {statistics.median(found['rest']):.3f} ms "
+            f"(p95 {percentile(found['rest'], 95):.3f}); healthy={found['healthy']}. Calls fail at once "
+            "between retries (first pause 0.25 s, doubling to 8 s); a frozen server costs one socket "
+            "timeout (0.5 s)."
         )
     lines += [
         "",
@@ -372,46 +380,49 @@ def report(
         "## Multi-host deployment plan",
         "",
         "**Topology.** N app replicas (`python app.py --cache-url redis://cache-host:6379/0`, or "
-        "`ANIMEGAN_CACHE_URL`) behind any load balancer, no sticky sessions needed: every replica reads and writes "
-        "the same Redis, so a photo stylized through one replica is an exact hit on all of them and its "
-        "re-encodes are fuzzy hits at once (each replica's in-memory pHash index pulls new rows from a Redis stream "
-        "before every look-up). One Redis primary of its own (the cache must not share an instance with other data: "
-        "allkeys-lru may evict any key). Redis Cluster is not supported (Lua scripts touch several keys); use a "
-        "single primary, optionally with a Sentinel-managed replica for fail-over.",
+        "`ANIMEGAN_CACHE_URL`) behind any load balancer, no sticky sessions needed: every replica reads "
+        "and writes the same Redis, so a photo stylized through one replica is an exact hit on all of them "
+        "and its re-encodes are fuzzy hits at once (each replica's in-memory pHash index pulls new rows "
+        "from a Redis stream before every look-up). One Redis primary of its own (the cache must not share "
+        "an instance with other data: allkeys-lru may evict any key). Redis Cluster is not supported (Lua "
+        "scripts touch several keys); use a single primary, optionally with a Sentinel-managed replica for "
+        "fail-over.",
         "",
-        f"**How many replicas.** Hits cost the service ~1 ms (exact) to tens of ms (fuzzy, mostly decoding the "
-        f"upload); a miss runs the model for ~{miss_s:.1f} s at 768 px on a 2-core "
-        "replica, and each replica runs one inference at a time by default (`--inference-workers`). Size the fleet on misses: replicas ≈ peak new "
-        f"photos per second × {miss_s:.1f} s, rounded up, plus one for hits and for a replica "
-        f"going away (e.g. 1 new photo/s → {math.ceil(miss_s) + 1} replicas of 2 cores). Losing a replica loses "
-        "no cache; losing Redis "
-        "loses no request (replicas serve uncached, then reconnect).",
+        "**How many replicas.** Hits cost the service ~1 ms (exact) to tens of ms (fuzzy, mostly decoding "
+        f"the upload); a miss runs the model for ~{miss_s:.1f} s at 768 px on a 2-core replica, and each "
+        "replica runs one inference at a time by default (`--inference-workers`). Size the fleet on "
+        f"misses: replicas ≈ peak new photos per second × {miss_s:.1f} s, rounded up, plus one for hits and "
+        f"for a replica going away (e.g. 1 new photo/s → {math.ceil(miss_s) + 1} replicas of 2 cores). "
+        "Losing a replica loses no cache; losing Redis loses no request (replicas serve uncached, then "
+        "reconnect).",
         "",
-        f"**Redis memory per million cached results** (from the measurements above): {per_result / 1024:,.0f} KiB "
-        f"per result → **~{per_million_gb:,.0f} GB per million results at 768 px**, of which the PNGs are all but "
-        f"~{index_million_gb:.1f} GB (value/row/alias/stream bookkeeping). RAM is the bill: keep the hot set, not "
-        "everything. `maxmemory` = the RAM you give the cache (e.g. 32 GB ≈ "
-        f"{32e9 / per_result:,.0f} results); leave the host ~25 % above maxmemory for fragmentation, client and "
-        "replication buffers, and the copy-on-write of a snapshot if you enable one. Each replica also holds the "
-        "pHash index in RAM: 17 B per row (~17 MB per million) plus the rows of evicted results until a look-up "
-        "meets them.",
+        "**Redis memory per million cached results** (from the measurements above): "
+        f"{per_result / 1024:,.0f} KiB per result → **~{per_million_gb:,.0f} GB per million results at 768 "
+        f"px**, of which the PNGs are all but ~{index_million_gb:.1f} GB (value/row/alias/stream "
+        "bookkeeping). RAM is the bill: keep the hot set, not everything. `maxmemory` = the RAM you give "
+        f"the cache (e.g. 32 GB ≈ {32e9 / per_result:,.0f} results); leave the host ~25 % above maxmemory "
+        "for fragmentation, client and replication buffers, and the copy-on-write of a snapshot if you "
+        "enable one. Each replica also holds the pHash index in RAM: 17 B per row (~17 MB per million) "
+        "plus the rows of evicted results until a look-up meets them.",
         "",
-        "**Eviction.** `maxmemory-policy allkeys-lru` (the app warns at start otherwise): Redis drops the least "
-        "recently used keys when full, and a result's value and fuzzy row are one key, so they go together; an "
-        "alias or stream entry left behind is deleted the first time a look-up meets it (a miss, never a wrong "
-        "picture). Redis' LRU clock has 1 s resolution, so in a cold burst that fills the budget within seconds "
-        "it can also evict a bookkeeping key: the index stream (fuzzy rows of older results are then lost; "
-        "exact hits still work), the epoch (every replica reloads its index) or the counters (statistics restart). "
-        "TTL: the app's `--ttl` (default 7 days) becomes each key's Redis expiry; streams are trimmed by age.",
+        "**Eviction.** `maxmemory-policy allkeys-lru` (the app warns at start otherwise): Redis drops the "
+        "least recently used keys when full, and a result's value and fuzzy row are one key, so they go "
+        "together; an alias or stream entry left behind is deleted the first time a look-up meets it (a "
+        "miss, never a wrong picture). Redis' LRU clock has 1 s resolution, so in a cold burst that fills "
+        "the budget within seconds it can also evict a bookkeeping key: the index stream (fuzzy rows of "
+        "older results are then lost; exact hits still work), the epoch (every replica reloads its index) "
+        "or the counters (statistics restart). TTL: the app's `--ttl` (default 7 days) becomes each key's "
+        "Redis expiry; streams are trimmed by age.",
         "",
-        '**Persistence.** It is a cache: `save ""` and `appendonly no` (as benchmarked) cost nothing and a restart '
-        "starts cold (replicas notice the new epoch and reload; the model refills the cache). If cold starts are "
-        "expensive (many replicas, high miss cost), enable RDB snapshots (`save 3600 1`) and budget the fork's "
-        "copy-on-write (up to 2x memory under heavy writes); AOF buys nothing for a cache.",
+        '**Persistence.** It is a cache: `save ""` and `appendonly no` (as benchmarked) cost nothing and a '
+        "restart starts cold (replicas notice the new epoch and reload; the model refills the cache). If "
+        "cold starts are expensive (many replicas, high miss cost), enable RDB snapshots (`save 3600 1`) "
+        "and budget the fork's copy-on-write (up to 2x memory under heavy writes); AOF buys nothing for a "
+        "cache.",
         "",
         "**Timeouts and outages.** Socket timeout 0.5 s, connect timeout 0.25 s (override in the URL: "
-        "`?socket_timeout=1`). While Redis is unreachable every call fails at once and one request retries after "
-        "a pause that doubles from 0.25 s to 8 s; `healthy` turns False and the cache panel says why.",
+        "`?socket_timeout=1`). While Redis is unreachable every call fails at once and one request retries "
+        "after a pause that doubles from 0.25 s to 8 s; `healthy` turns False and the cache panel says why.",
         "",
     ]
     return "\n".join(lines)

@@ -1,10 +1,11 @@
-"""Benchmark of the store's hardening (issue 12): what integrity and bounded resources cost.
+"""Benchmark of the store's hardening: what integrity and bounded resources cost.
 
 Not a test. One run (well under a minute on a 2-core box) writes bench/results/store.md:
 
 * the checksum candidates (CRC-32, Adler-32, BLAKE2b-128, SHA-256) on a result-sized PNG
-  (the project photo whose 768 px PNG is nearest 300 KB; stylized results are ~260 KB), and the exact-hit path (`lookup_raw` on a diskcache store) with the CRC-32
-  check against the same path with the check skipped, interleaved in the same run;
+  (the project photo whose 768 px PNG is nearest 300 KB; stylized results are ~260 KB),
+  and the exact-hit path (`lookup_raw` on a diskcache store) with the CRC-32 check against
+  the same path with the check skipped, interleaved in the same run;
 * disk use (what `du` counts: SQLite file, WAL, SHM, value files and their folders) after
   every one of 40 PNGs (the project photos at 512 px, result-sized) put into a 2 MB budget;
 * open descriptors on cache.db after each of four bursts of six long misses;

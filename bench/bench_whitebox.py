@@ -120,7 +120,8 @@ def report(found: dict, photo: Path, repeats: int, threads: int, load: tuple[flo
         "# White-box vs AnimeGANv2: cache-miss latency (generator forward only)",
         "",
         f"- Machine: {machine_line()}; {threads} torch threads",
-        f"- Load average before/after: {load[0]:.2f} / {load[1]:.2f} (a shared box; variants ran round-robin)",
+        f"- Load average before/after: {load[0]:.2f} / {load[1]:.2f} (a shared box; variants ran "
+        "round-robin)",
         f"- Input: `{photo.name}` scaled to "
         + ", ".join(f"{w}x{h}" for h, w in found["shapes"].values())
         + f" (W x H); median of {repeats} runs after one warm-up; no tiling.",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import statistics
 import threading
+from functools import partial
 from pathlib import Path
 
 from bench.common import summary
@@ -65,11 +66,11 @@ def latency_per_outcome(
             for i in range(repeats):
                 photo, copy = originals[i % len(originals)], fuzzy_copies[i % len(fuzzy_copies)]
                 pairs = [
-                    ("exact", lambda: call(real, photo, "exact")),
-                    ("noop", lambda: call(noop, photo, "noop")),
-                    ("noop_sized", lambda: call(noop, photo, "noop_sized", api_name="/stylize_sized")),
-                    ("fuzzy", lambda: call(real, copy, "fuzzy")),
-                    ("noop_fuzzy", lambda: call(noop, copy, "noop_fuzzy")),
+                    ("exact", partial(call, real, photo, "exact")),
+                    ("noop", partial(call, noop, photo, "noop")),
+                    ("noop_sized", partial(call, noop, photo, "noop_sized", api_name="/stylize_sized")),
+                    ("fuzzy", partial(call, real, copy, "fuzzy")),
+                    ("noop_fuzzy", partial(call, noop, copy, "noop_fuzzy")),
                 ]
                 for label, run in pairs[:: 1 if i % 2 else -1]:  # alternate the order each round
                     calls[label].append(run())
@@ -124,7 +125,7 @@ def _latency_report(calls: dict[str, list[Call]]) -> dict:
 
 def _paired(calls: list[Call], floors: list[Call]) -> float | None:
     """Median of per-round differences (ms) between two series called in the same rounds."""
-    diffs = [c.ms - f.ms for c, f in zip(calls, floors) if not c.error and not f.error]
+    diffs = [c.ms - f.ms for c, f in zip(calls, floors, strict=True) if not c.error and not f.error]
     return statistics.median(diffs) if diffs else None
 
 
@@ -135,15 +136,9 @@ def identical_bursts(url: str, photos: list[Path], clients: int) -> list[dict]:
     for photo in photos:
         barrier = threading.Barrier(clients)
         calls: list[Call] = []
-        lock = threading.Lock()
-
-        def one(user) -> None:
-            barrier.wait(timeout=60)
-            record = call(user, photo, "burst")
-            with lock:
-                calls.append(record)
-
-        threads = [threading.Thread(target=one, args=(u,), daemon=True) for u in users]
+        threads = [
+            threading.Thread(target=_burst_call, args=(u, photo, barrier, calls), daemon=True) for u in users
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -161,3 +156,9 @@ def identical_bursts(url: str, photos: list[Path], clients: int) -> list[dict]:
             }
         )
     return results
+
+
+def _burst_call(user, photo: Path, barrier: threading.Barrier, calls: list[Call]) -> None:
+    """One user of a burst: waits for the others, then uploads; its answer joins `calls`."""
+    barrier.wait(timeout=60)
+    calls.append(call(user, photo, "burst"))  # list.append is atomic

@@ -97,12 +97,12 @@ def latency_section(r: dict) -> list[str]:
     if paired.get("exact") is not None and rt.get("noop", {}).get("n"):
         out += [
             "",
-            f"Where a hit's time goes: the Gradio + gradio_client floor is {ms(rt['noop']['median'])}. "
-            "Over it, as medians of differences within a round (same upload, called back to back): "
-            f"exact hit {_signed(paired['exact'])} (the service's own part "
+            f"Where a hit's time goes: the Gradio + gradio_client floor is {ms(rt['noop']['median'])}. Over "
+            "it, as medians of differences within a round (same upload, called back to back): exact hit "
+            f"{_signed(paired['exact'])} (the service's own part "
             f"{ms(service.get('exact', {}).get('median'))}), near-duplicate hit {_signed(paired['fuzzy'])} "
-            f"(service {ms(service.get('fuzzy', {}).get('median'))}); a real result PNG instead of an 8x8 one "
-            f"costs the no-op {_signed(paired['result_png_transfer'])}.",
+            f"(service {ms(service.get('fuzzy', {}).get('median'))}); a real result PNG instead of an 8x8 "
+            f"one costs the no-op {_signed(paired['result_png_transfer'])}.",
         ]
     served = lat["intended_vs_served"]
     return [
@@ -324,20 +324,20 @@ def replay_section(r: dict) -> list[str]:
         "**seed-style** is bench/e2e/seed_baseline.py: pHash rows in SQLite, Python scan, `<= 5` bits, "
         "no check.",
         "",
-        "False hit = a hit whose picture is nearest (16x16 thumbnail) to another photo's output. Miss overhead "
-        "= a miss's time outside the model minus the same request's time outside the model uncached, as a share "
-        "of the median uncached miss. CPU = this process's user+system seconds (all threads). Look-alikes "
-        f"({rp['lookalikes']}: mirrored, greyscale, +40 % brightness copies of the cached photos) are only "
-        "looked up; any hit there serves a wrong picture.",
+        "False hit = a hit whose picture is nearest (16x16 thumbnail) to another photo's output. Miss "
+        "overhead = a miss's time outside the model minus the same request's time outside the model "
+        "uncached, as a share of the median uncached miss. CPU = this process's user+system seconds (all "
+        f"threads). Look-alikes ({rp['lookalikes']}: mirrored, greyscale, +40 % brightness copies of the "
+        "cached photos) are only looked up; any hit there serves a wrong picture.",
         "",
         *table(header, map(_replay_row, rows), "lrrrrrrrll"),
         "",
-        f"Seed's reported figures: hit rate {100 * SEED_REPORTED['hit_rate']:.1f} % after round 3 (above the 80 % "
-        f"a single pass allows, which only repeated rounds or hits across photos can give); repeat "
-        f"{SEED_REPORTED['repeat_s'] * 1000:.0f} ms vs miss {SEED_REPORTED['miss_s']:.2f} s ({seed_ratio:.0f}x). "
-        f"Here, ours: hit rate {100 * ours['hit_rate']:.0f} % of an ideal {100 * rp['ideal_hit_rate']:.0f} %, "
-        f"hit {ms(ours['hit_ms_median'])} vs miss {ms(miss_ms)} ({ours_ratio:.0f}x), "
-        f"CPU {ours['cpu_vs_no_cache']:.2f}x of no cache.",
+        f"Seed's reported figures: hit rate {100 * SEED_REPORTED['hit_rate']:.1f} % after round 3 (above "
+        "the 80 % a single pass allows, which only repeated rounds or hits across photos can give); repeat "
+        f"{SEED_REPORTED['repeat_s'] * 1000:.0f} ms vs miss {SEED_REPORTED['miss_s']:.2f} s "
+        f"({seed_ratio:.0f}x). Here, ours: hit rate {100 * ours['hit_rate']:.0f} % of an ideal "
+        f"{100 * rp['ideal_hit_rate']:.0f} %, hit {ms(ours['hit_ms_median'])} vs miss {ms(miss_ms)} "
+        f"({ours_ratio:.0f}x), CPU {ours['cpu_vs_no_cache']:.2f}x of no cache.",
         "",
         f"Goal: miss overhead under {MISS_OVERHEAD_GOAL_PCT:.0f} % of a miss: ours {overhead_pct:+.1f} % → "
         f"{verdict((overhead_pct or 0) < MISS_OVERHEAD_GOAL_PCT)}. Goal: no look-alike hits: ours "
@@ -396,7 +396,8 @@ SECTIONS = (
 
 def _run_line(part: str, run: dict) -> str:
     load = "/".join(map(str, run.get("load_average", [])))
-    return f"{part} {run['date']} ({run['seconds']:.0f} s, load {load}{', QUICK smoke run' if run['quick'] else ''})"
+    quick = ", QUICK smoke run" if run["quick"] else ""
+    return f"{part} {run['date']} ({run['seconds']:.0f} s, load {load}{quick})"
 
 
 def write_markdown(results: dict, path: Path) -> None:
