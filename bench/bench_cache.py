@@ -4,8 +4,8 @@ Not a test. One run (about 10 minutes on a 2-core box) writes bench/results/cach
 the plots next to it:
 
 * the service's own time for an exact hit and for near-duplicate hits at 100k entries:
-  a 1 MP JPEG re-encoded, and the issue's case, a 0.8x WebP of a 1200 px JPEG stylized
-  before, step by step (read and hash, reduced decode, fingerprint, look-up, serving);
+  a 1 MP JPEG re-encoded, and a 0.8x WebP of a 1200 px JPEG stylized before, step by
+  step (read and hash, reduced decode, fingerprint, look-up, serving);
 * what a miss pays for the near-duplicate tier: fingerprinting and calibration, next to
   the inference it runs beside;
 * the near-duplicate contract (`cache_store.contract`) on every photo at full size: recall

@@ -38,7 +38,7 @@ def latency_per_outcome(
     """Misses, exact and fuzzy hits vs no-op round trips (app defaults), then identical bursts.
 
     Each photo is uploaded as a 1200 px JPEG (a miss), then again (exact), and as a 0.8x
-    WebP of it (the near-duplicate case of the issue); the no-op app gets the same files.
+    WebP of it (a smaller re-encode of a photo stylized before); the no-op app gets the same files.
     """
     uploads = work / "uploads-latency"
     pairs = [workloads.write(workloads.large_and_reduced(p), uploads) for p in photos]

@@ -1,4 +1,4 @@
-"""End-to-end benchmark and load test of the app (issue #5): runs the parts, writes the results.
+"""End-to-end benchmark and load test of the app: runs the parts, writes the results.
 
 Parts (each bounded in count and time; servers only on 127.0.0.1, always stopped):
 

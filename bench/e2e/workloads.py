@@ -83,8 +83,8 @@ def jpeg_quality_copies(path: Path, qualities: range) -> list[Request]:
 
 
 def large_and_reduced(path: Path, side: int = 1200, factor: float = 0.8) -> list[Request]:
-    """The issue's near-duplicate case: the photo as a `side` px JPEG (stylized first), and
-    a `factor` x WebP of it (the near-duplicate that is looked up)."""
+    """The near-duplicate case the cache is built for: the photo as a `side` px JPEG
+    (stylized first), and a `factor` x WebP of it (the near-duplicate that is looked up)."""
     image = _rgb(path)
     scale = side / max(image.size)
     large = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS)
