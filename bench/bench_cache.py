@@ -38,11 +38,20 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from animegan.intake import DEFAULT_MAX_SIDE, fitted_size, open_image, open_preview
-from bench.common import RESULTS, encoded, machine_line, photo_paths, table, timed, weights_dir, write_result
+from bench.common import (
+    RESULTS,
+    encoded,
+    filler_fingerprint,
+    machine_line,
+    photo_paths,
+    table,
+    timed,
+    weights_dir,
+    write_result,
+)
 from cache_store import DEFAULT_THRESHOLD, PREVIEW_SIDE, Fingerprint, ResultCache
 from cache_store.hamming import HammingIndex
 from cache_store.result_cache import FUZZY_CANDIDATES
-from cache_store.signature import SIZE as SIGNATURE_SIZE
 from cache_store.verify import REFERENCE_SIZE
 from stylize_service.service import FIT_FILTER, StylizeService, encode_png
 from tests import contract_check, photo_classes
@@ -57,19 +66,6 @@ def med(samples: list[float]) -> str:
     return f"{statistics.median(samples):.2f} ms"
 
 
-def filler(rng: np.random.Generator) -> Fingerprint:
-    """A filler entry: random keys and hash (random hashes are never within the threshold)."""
-    return Fingerprint(
-        phash=int(rng.integers(0, 2**64, dtype=np.uint64)),
-        signature=rng.bytes(SIGNATURE_SIZE),
-        width=768,
-        height=512,
-        has_alpha=False,
-        raw_sha=rng.bytes(32).hex(),
-        pixel_sha=rng.bytes(32).hex(),
-    )
-
-
 # -- 1. what a hit costs the service ----------------------------------------------------------
 
 
@@ -79,7 +75,7 @@ def hit_latencies(workdir: Path, photo: Image.Image, other: Image.Image) -> dict
     namespace = service.namespace(service.stylizer(STYLE))
     rng = np.random.default_rng(0)
     for _ in range(FILL):
-        cache.put(namespace, filler(rng), b"x" * 64, {})
+        cache.put(namespace, filler_fingerprint(rng), b"x" * 64, {})
 
     megapixel = encoded(
         photo.resize((1224, round(1224 * photo.height / photo.width)), Image.Resampling.LANCZOS),

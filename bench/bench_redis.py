@@ -37,6 +37,7 @@ from PIL import Image
 from animegan.intake import DEFAULT_MAX_SIDE, open_image
 from bench.common import (
     encoded,
+    filler_fingerprint,
     machine_info,
     machine_line,
     percentile,
@@ -47,6 +48,7 @@ from bench.common import (
     write_result,
 )
 from cache_store import Fingerprint, ResultCache
+from cache_store.verify import REFERENCE_SIZE
 from stylize_service.service import StylizeService
 
 STYLE = "hayao"
@@ -67,16 +69,13 @@ def jpeg(path: Path, quality: int) -> bytes:
         return encoded(image.convert("RGB"), "JPEG", quality=quality)
 
 
-def synthetic(rng: np.random.Generator) -> Fingerprint:
-    return Fingerprint(
-        pixel_sha=rng.bytes(32).hex(),
-        phash=int(rng.integers(0, 2**64, dtype=np.uint64)),
-        signature=rng.bytes(384),
-        width=768,
-        height=512,
-        has_alpha=False,
-        raw_sha=rng.bytes(32).hex(),
-    )
+def stored_print(photo: Path) -> Fingerprint:
+    """The fingerprint the service stores for `photo` at 768 px: calibrated, so that it can be
+    served as a near-duplicate."""
+    with Image.open(photo) as source:
+        image = source.convert("RGB")
+    image.thumbnail((768, 768))
+    return Fingerprint.of(image).calibrated(image)
 
 
 class Server:
@@ -180,13 +179,14 @@ def redis_bytes(client: redis.Redis) -> dict:
 # -- 2. at scale ----------------------------------------------------------------------------------
 
 
-def at_scale(location: str | Path, client: redis.Redis | None, real: dict) -> dict:
-    """Fill FILL small entries, then hit latencies, a fresh replica's index load, stats()."""
+def at_scale(location: str | Path, client: redis.Redis | None, real: dict, like: Fingerprint) -> dict:
+    """Fill FILL small entries (with `like`'s signature and tolerances, as real entries have),
+    then hit latencies, a fresh replica's index load, stats()."""
     out: dict = {}
     cache: ResultCache = real["cache"]
     before = client.info("memory")["used_memory"] if client else 0
     rng = np.random.default_rng(0)
-    prints = [synthetic(rng) for _ in range(FILL)]
+    prints = [filler_fingerprint(rng, like) for _ in range(FILL)]
     started = time.perf_counter()
     for fp in prints:
         cache.put(NS, fp, b"x" * 64, {"width": 768, "height": 512})
@@ -197,9 +197,10 @@ def at_scale(location: str | Path, client: redis.Redis | None, real: dict) -> di
         out["stream_per_row"] = client.memory_usage(stream, samples=0) / client.xlen(stream)
     fresh = ResultCache(location)
     started = time.perf_counter()
-    fresh.lookup(NS, synthetic(rng))
+    fresh.lookup(NS, filler_fingerprint(rng))
     out["index_load_ms"] = (time.perf_counter() - started) * 1000
-    near = replace(prints[7], pixel_sha="0" * 64, raw_sha=None)  # same picture, another pixel key
+    # The same picture as an entry stored, but not these bytes: a near-duplicate query.
+    near = replace(prints[7], pixel_sha="0" * 64, raw_sha=None, tolerances=None)
     out["exact"] = timed(lambda: fresh.lookup_raw(NS, prints[3].raw_sha), 300)
     out["fuzzy"] = timed(lambda: fresh.lookup(NS, near), 300)
     assert fresh.lookup(NS, near).kind == "fuzzy"
@@ -221,7 +222,7 @@ def across_replicas(url: str, photo: Path) -> dict:
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=70)
     copy = Fingerprint.of(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
-    first.put("replicas", Fingerprint.of(image), b"styled", {})
+    first.put("replicas", Fingerprint.of(image).calibrated(image), b"styled", {})
     started = time.perf_counter()
     hit = second.lookup("replicas", copy)
     out = {"ms": (time.perf_counter() - started) * 1000, "kind": hit.kind if hit else "miss"}
@@ -232,7 +233,7 @@ def across_replicas(url: str, photo: Path) -> dict:
 
 def _instant_request(cache: ResultCache, rng: np.random.Generator) -> None:
     """A request whose compute costs nothing: its time is the cache's."""
-    cache.get_or_compute(NS, synthetic(rng), lambda: (b"x", {}))
+    cache.get_or_compute(NS, filler_fingerprint(rng), lambda: (b"x", {}))
 
 
 def while_down(server: Server) -> dict:
@@ -244,7 +245,7 @@ def while_down(server: Server) -> dict:
         if state == "frozen":
             server.start()
         cache = ResultCache(server.url)
-        cache.lookup(NS, synthetic(rng))  # connected and working
+        cache.lookup(NS, filler_fingerprint(rng))  # connected and working
         if state == "stopped":
             server.stop()
         else:
@@ -316,8 +317,8 @@ def report(
     parts = [
         ("PNG result (the blob, with its JSON envelope)", f"{mem['blob']:,.0f}"),
         (
-            "value hash: blob + row (384 B signature, size, alpha, seq, namespace, alias) + key, incl. "
-            "allocator rounding",
+            f"value hash: blob + row ({REFERENCE_SIZE:,} B signature and tolerances, size, alpha, seq, "
+            "namespace, alias) + key, incl. allocator rounding",
             f"{mem['value_key']:,.0f} (overhead {mem['value_overhead']:,.0f})",
         ),
         ("raw-file alias key", f"{mem['alias']:,.0f}"),
@@ -372,8 +373,9 @@ def report(
         "",
         *table(("part", "bytes"), parts, "lr"),
         "",
-        "The value hash's overhead over its PNG is mostly jemalloc rounding the PNG up to its size class "
-        "(classes are 4 per power of two, so up to 25 %); the row itself is ~0.5 KB. "
+        "The value hash's overhead over its PNG is its row (mostly the "
+        f"{REFERENCE_SIZE:,} B of signature and tolerances) and jemalloc rounding the PNG up to its size "
+        "class (classes are 4 per power of two, so up to 25 %). "
         f"At {FILL:,} small synthetic entries (64 B values) `used_memory` grew by {small:,.0f} B per entry: "
         "the bookkeeping without a PNG (value hash with its row, alias key, stream entry).",
         "",
@@ -440,9 +442,10 @@ def main() -> None:
             real = {"disk": real_results(Path(work) / "disk", photos, copies)}
             real["redis"] = real_results(server.url, photos, copies)
             mem = redis_bytes(client)
+            like = stored_print(photos[0])
             scale = {
-                "disk": at_scale(Path(work) / "disk", None, real["disk"]),
-                "redis": at_scale(server.url, client, real["redis"]),
+                "disk": at_scale(Path(work) / "disk", None, real["disk"], like),
+                "redis": at_scale(server.url, client, real["redis"], like),
             }
             for found in real.values():
                 found.pop("cache").close()

@@ -13,11 +13,16 @@ import platform
 import statistics
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
 from PIL import Image
+
+from cache_store import Fingerprint
+from cache_store.signature import SIZE as SIGNATURE_SIZE
 
 T = TypeVar("T")
 
@@ -55,6 +60,21 @@ def encoded(image: Image.Image, fmt: str, **options: object) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, fmt, **options)
     return buffer.getvalue()
+
+
+def filler_fingerprint(rng: np.random.Generator, like: Fingerprint | None = None) -> Fingerprint:
+    """An entry to fill a cache with: random keys and pHash (a random hash is ~32 bits from
+    any other, never within a threshold). `like` lends it a real signature and tolerances, so
+    that a query with `like`'s signature verifies against it; without, its signature is
+    random bytes and it is found by its keys only."""
+    keys = {
+        "phash": int(rng.integers(0, 2**64, dtype=np.uint64)),
+        "raw_sha": rng.bytes(32).hex(),
+        "pixel_sha": rng.bytes(32).hex(),
+    }
+    if like is not None:
+        return replace(like, **keys)
+    return Fingerprint(signature=rng.bytes(SIGNATURE_SIZE), width=768, height=512, has_alpha=False, **keys)
 
 
 # -- the machine ------------------------------------------------------------------------------
