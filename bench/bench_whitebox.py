@@ -50,7 +50,7 @@ def _input(photo: Path, side: int, precision: str) -> torch.Tensor:
         img = source.convert("RGB")
     scale = side / max(img.size)
     w, h = (int(d * scale) // SIZE_MULTIPLE * SIZE_MULTIPLE for d in img.size)
-    arr = np.asarray(img.resize((w, h), Image.BICUBIC), dtype=np.float32) / 127.5 - 1.0
+    arr = np.asarray(img.resize((w, h), Image.Resampling.BICUBIC), dtype=np.float32) / 127.5 - 1.0
     x = torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
     if precision == "fp32":
         return x

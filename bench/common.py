@@ -25,6 +25,7 @@ from cache_store import Fingerprint
 from cache_store.signature import SIZE as SIGNATURE_SIZE
 
 T = TypeVar("T")
+K = TypeVar("K")
 
 REPO = Path(__file__).resolve().parents[1]
 #: Where every benchmark writes its results (bench/RESULTS.md quotes them).
@@ -67,14 +68,11 @@ def filler_fingerprint(rng: np.random.Generator, like: Fingerprint | None = None
     any other, never within a threshold). `like` lends it a real signature and tolerances, so
     that a query with `like`'s signature verifies against it; without, its signature is
     random bytes and it is found by its keys only."""
-    keys = {
-        "phash": int(rng.integers(0, 2**64, dtype=np.uint64)),
-        "raw_sha": rng.bytes(32).hex(),
-        "pixel_sha": rng.bytes(32).hex(),
-    }
-    if like is not None:
-        return replace(like, **keys)
-    return Fingerprint(signature=rng.bytes(SIGNATURE_SIZE), width=768, height=512, has_alpha=False, **keys)
+    phash = int(rng.integers(0, 2**64, dtype=np.uint64))
+    raw_sha, pixel_sha = rng.bytes(32).hex(), rng.bytes(32).hex()
+    if like is None:
+        like = Fingerprint(phash, rng.bytes(SIGNATURE_SIZE), width=768, height=512, has_alpha=False)
+    return replace(like, phash=phash, raw_sha=raw_sha, pixel_sha=pixel_sha)
 
 
 # -- the machine ------------------------------------------------------------------------------
@@ -155,11 +153,11 @@ def clocked(action: Callable[[], T]) -> tuple[float, T]:
 
 
 def round_robin(
-    actions: Mapping[str, Callable[[], object]], rounds: int, calls: int = 1
-) -> dict[str, list[float]]:
+    actions: Mapping[K, Callable[[], object]], rounds: int, calls: int = 1
+) -> dict[K, list[float]]:
     """Milliseconds per call of each action: `rounds` rounds, each running every action
     `calls` times in turn, so a burst of load from elsewhere on the box falls on all alike."""
-    samples: dict[str, list[float]] = {name: [] for name in actions}
+    samples: dict[K, list[float]] = {name: [] for name in actions}
     for _ in range(rounds):
         for name, action in actions.items():
             started = time.perf_counter()

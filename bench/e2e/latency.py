@@ -65,14 +65,14 @@ def latency_per_outcome(
                 )
             for i in range(repeats):
                 photo, copy = originals[i % len(originals)], fuzzy_copies[i % len(fuzzy_copies)]
-                pairs = [
+                steps = [
                     ("exact", partial(call, real, photo, "exact")),
                     ("noop", partial(call, noop, photo, "noop")),
                     ("noop_sized", partial(call, noop, photo, "noop_sized", api_name="/stylize_sized")),
                     ("fuzzy", partial(call, real, copy, "fuzzy")),
                     ("noop_fuzzy", partial(call, noop, copy, "noop_fuzzy")),
                 ]
-                for label, run in pairs[:: 1 if i % 2 else -1]:  # alternate the order each round
+                for label, run in steps[:: 1 if i % 2 else -1]:  # alternate the order each round
                     calls[label].append(run())
         bursts = identical_bursts(app.url, burst_photos, burst_clients)
     return {**_latency_report(calls), "bursts": bursts}
