@@ -1,4 +1,4 @@
-"""What every benchmark shares: where the photos and weights are, the machine, timing, tables.
+"""What every benchmark shares: photos and weights, uploads, the machine, timing, tables.
 
 Numbers mean little without the machine they came from, and nothing on a shared 2-core
 box holds still, so every results file names the machine (`machine_line`) and every goal
@@ -54,6 +54,9 @@ def photo_paths() -> list[Path]:
     if not paths:
         raise SystemExit(f"no photos in {folder}: set ANIMEGAN_PHOTOS_DIR")
     return paths
+
+
+# -- uploads and entries ----------------------------------------------------------------------
 
 
 def encoded(image: Image.Image, fmt: str, **options: object) -> bytes:
