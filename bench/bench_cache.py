@@ -306,7 +306,7 @@ def report(hits: dict, con: dict, fits: dict, scan: dict, seconds: float) -> str
             f"**{label}** ({hits['kind'][label]}): {med(case['total'])} in all.",
             "",
             *table(
-                ("step", "median"),
+                "step | median",
                 [(step, med(samples)) for step, samples in case.items() if step != "total"],
             ),
             "",
@@ -345,7 +345,7 @@ def report(hits: dict, con: dict, fits: dict, scan: dict, seconds: float) -> str
         "",
         "## Summary",
         "",
-        *table(("what", "measured", "goal"), summary),
+        *table("what | measured | goal", summary),
         "",
         "## Where a hit's time goes",
         "",
@@ -362,18 +362,13 @@ def report(hits: dict, con: dict, fits: dict, scan: dict, seconds: float) -> str
         "decode. *Unchanged*: a must-miss edit that leaves the picture as it is (a colour edit of "
         "a greyscale photo): either answer is right.",
         "",
-        *table(("class", "uploads", "answered right", "false hits"), groups, "lrrr"),
+        *table("class | uploads | answered right | false hits", groups, "lrrr"),
         "",
         "### Per threshold",
         "",
         *table(
-            (
-                "threshold (bits)",
-                "recall, verified",
-                "false hits, verified",
-                "recall, pHash only",
-                "false hits, pHash only",
-            ),
+            "threshold (bits) | recall, verified | false hits, verified | recall, pHash only | "
+            "false hits, pHash only",
             per_threshold,
             "rrrrr",
         ),
@@ -386,14 +381,14 @@ def report(hits: dict, con: dict, fits: dict, scan: dict, seconds: float) -> str
         "output a miss on that upload gives; time includes the PNG encode. `FIT_FILTER` is "
         f"`{FIT_FILTER.name}`.",
         "",
-        *table(("filter", "resize + PNG", "PSNR to a true miss"), filters, "lrr"),
+        *table("filter | resize + PNG | PSNR to a true miss", filters, "lrr"),
         "",
         "## pHash scan",
         "",
         f"Nearest rows within {t} bits among N random 64-bit hashes, median of 50 queries, next to "
         "the seed's SQLite + Python scan measured in the same run.",
         "",
-        *table(("entries", "cache_store", "seed-style", "speed-up"), scan_rows, "rrrr"),
+        *table("entries | cache_store | seed-style | speed-up", scan_rows, "rrrr"),
         "",
         "![scan](cache_scan.png)",
         "",

@@ -206,16 +206,8 @@ def choose_max_side(rows: list[dict]) -> int:
 
 
 LATENCY_COLUMNS = (
-    "longest side",
-    "size",
-    "reference s",
-    "ours (auto) s",
-    "ratio",
-    "PSNR dB",
-    "ours fp32 s",
-    "ratio",
-    "PSNR dB",
-    "ours median s",
+    "longest side | size | reference s | ours (auto) s | ratio | PSNR dB | ours fp32 s | ratio | PSNR dB | "
+    "ours median s"
 )
 
 
@@ -293,7 +285,7 @@ def write_markdown(
         "",
         "Seconds include loading the model (and, for auto, the bf16 check).",
         "",
-        *table(("case", "size", "precision", "seconds", "peak RSS MB"), map(_memory_cells, memory), "lllrr"),
+        *table("case | size | precision | seconds | peak RSS MB", map(_memory_cells, memory), "lllrr"),
     ]
     big = [r for r in memory if r["mode"] != "reference" and tuple(r["size"]) == BIG_SIZE]
     if big:

@@ -341,9 +341,9 @@ def report(
         "fingerprint and fitting the cached PNG to the upload). *API* = the cache call alone: `lookup_raw` "
         "(exact) or `lookup` with a ready fingerprint (fuzzy: sync, scan, verify, read).",
         "",
-        *table(("path", "diskcache", "Redis", "Redis / disk"), latency, "lllr"),
+        *table("path | diskcache | Redis | Redis / disk", latency, "lllr"),
         "",
-        *table(("once per process or per write", "diskcache", "Redis"), once, "lrr"),
+        *table("once per process or per write | diskcache | Redis", once, "lrr"),
         "",
         "Every Redis call is a round trip (here over loopback; add the network's RTT per call on a LAN: an "
         "exact hit makes 3 calls — resolve the alias, read the value, count the hit; a fuzzy hit 8). A "
@@ -371,7 +371,7 @@ def report(
         "",
         f"MEMORY USAGE of the {mem['results']} real results' keys (jemalloc, Redis {redis_version}):",
         "",
-        *table(("part", "bytes"), parts, "lr"),
+        *table("part | bytes", parts, "lr"),
         "",
         "The value hash's overhead over its PNG is its row (mostly the "
         f"{REFERENCE_SIZE:,} B of signature and tolerances) and jemalloc rounding the PNG up to its size "

@@ -107,14 +107,8 @@ def report(found: dict, photo: Path, repeats: int, threads: int, load: tuple[flo
                 )
             )
     header = (
-        "longest side",
-        "model",
-        "fp32 s",
-        "bf16+CL s",
-        "bf16 speed-up",
-        "bf16 PSNR dB",
-        "fp32 time / hayao's",
-        "bf16 time / hayao's",
+        "longest side | model | fp32 s | bf16+CL s | bf16 speed-up | bf16 PSNR dB | fp32 time / hayao's | "
+        "bf16 time / hayao's"
     )
     lines = [
         "# White-box vs AnimeGANv2: cache-miss latency (generator forward only)",

@@ -192,8 +192,11 @@ def summary(values: Sequence[float]) -> dict:
 # -- results files ----------------------------------------------------------------------------
 
 
-def table(header: Sequence[str], rows: Iterable[Sequence[object]], align: str = "") -> list[str]:
-    """A Markdown table; `align` has one letter per column, "l" (the default) or "r"."""
+def table(header: str | Sequence[str], rows: Iterable[Sequence[object]], align: str = "") -> list[str]:
+    """A Markdown table. `header` is the column names, or one string of them separated by
+    "|"; `align` has one letter per column, "l" (the default) or "r"."""
+    if isinstance(header, str):
+        header = [name.strip() for name in header.split("|")]
     align = align.ljust(len(header), "l")
     rule = "|" + "".join("---:|" if a == "r" else "---|" for a in align)
     return [_row(header), rule, *map(_row, rows)]

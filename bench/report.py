@@ -48,72 +48,43 @@ def _ok(ok: bool) -> str:
     return "met" if ok else "**NOT met**"
 
 
+def _within(ratio: float, goal: float) -> tuple[str, str]:
+    """The goal and verdict cells of a ratio that must stay at or below `goal`."""
+    return f"≤ {goal}x", _ok(ratio <= goal)
+
+
 def _latency_rows(lat: dict) -> list[Row]:
     rt, ratio = lat["round_trip_ms"], lat.get("ratios", {})
     exact, fuzzy = ratio.get("exact_vs_noop"), ratio.get("fuzzy_vs_noop_same_file")
     rows: list[Row] = []
     if exact is not None:
         measured = f"{exact:.2f}x ({ms(rt['exact']['median'])} vs {ms(rt['noop']['median'])})"
-        rows.append(
-            (
-                "exact hit vs no-op Gradio round trip",
-                measured,
-                f"≤ {HIT_VS_NOOP_GOAL}x",
-                _ok(exact <= HIT_VS_NOOP_GOAL),
-            )
-        )
+        rows.append(("exact hit vs no-op Gradio round trip", measured, *_within(exact, HIT_VS_NOOP_GOAL)))
     if fuzzy is not None:
+        what = "near-duplicate hit (0.8x WebP of a 1200 px JPEG) vs no-op round trip of the same file"
         measured = f"{fuzzy:.2f}x ({ms(rt['fuzzy']['median'])} vs {ms(rt['noop_fuzzy']['median'])})"
-        rows.append(
-            (
-                "near-duplicate hit (0.8x WebP of a 1200 px JPEG) vs no-op round trip of the same file",
-                measured,
-                f"≤ {FUZZY_VS_NOOP_GOAL}x",
-                _ok(fuzzy <= FUZZY_VS_NOOP_GOAL),
-            )
-        )
+        rows.append((what, measured, *_within(fuzzy, FUZZY_VS_NOOP_GOAL)))
     if rt.get("miss", {}).get("n"):
         measured = f"{ms(rt['miss']['median'])} ({ratio.get('miss_vs_noop', 0):.0f}x no-op)"
         rows.append(("miss (model, default size)", measured, "–", ""))
     bursts = lat.get("bursts", [])
     if bursts:
+        what = f"{bursts[0]['clients']} identical uploads at once: inferences per burst"
         ok = all(b["inferences"] == 1 and b["answers"] == b["clients"] for b in bursts)
-        rows.append(
-            (
-                f"{bursts[0]['clients']} identical uploads at once: inferences per burst",
-                ", ".join(str(b["inferences"]) for b in bursts),
-                "1",
-                _ok(ok),
-            )
-        )
+        rows.append((what, ", ".join(str(b["inferences"]) for b in bursts), "1", _ok(ok)))
     return rows
 
 
 def _load_rows(load: dict, one: dict) -> list[Row]:
-    if load.get("p95_busy_vs_idle") is None:
+    ratio = load.get("p95_busy_vs_idle")
+    if ratio is None:
         return []
-    ratio = load["p95_busy_vs_idle"]
-    rows: list[Row] = [
-        (
-            "hit p95 with the model busy vs idle",
-            f"{ratio:.2f}x ({ms(load['busy']['all']['p95'])} vs {ms(load['idle']['all']['p95'])})",
-            f"≤ {BUSY_VS_IDLE_GOAL}x",
-            _ok(ratio <= BUSY_VS_IDLE_GOAL),
-        )
-    ]
+    measured = f"{ratio:.2f}x ({ms(load['busy']['all']['p95'])} vs {ms(load['idle']['all']['p95'])})"
+    rows: list[Row] = [("hit p95 with the model busy vs idle", measured, *_within(ratio, BUSY_VS_IDLE_GOAL))]
     if one.get("p95_busy_vs_idle") is not None:
-        rate = {
-            name: v["model_runs_finished_in_window"] / v["window_s"]
-            for name, v in (("one", one), ("all", load))
-        }
-        rows.append(
-            (
-                "same, what-if `OMP_NUM_THREADS=1` for the app",
-                f"{one['p95_busy_vs_idle']:.2f}x; misses done {rate['one']:.2f}/s vs {rate['all']:.2f}/s",
-                "–",
-                "",
-            )
-        )
+        rate = [v["model_runs_finished_in_window"] / v["window_s"] for v in (one, load)]
+        measured = f"{one['p95_busy_vs_idle']:.2f}x; misses done {rate[0]:.2f}/s vs {rate[1]:.2f}/s"
+        rows.append(("same, what-if `OMP_NUM_THREADS=1` for the app", measured, "–", ""))
     return rows
 
 
@@ -182,7 +153,7 @@ def e2e_headlines(r: dict) -> list[str]:
         *(_replay_rows(r["replay"]) if "replay" in r else []),
         *(_curves_rows(r["curves"]) if "curves" in r else []),
     ]
-    return table(("what (all ratios from one run)", "measured", "goal", ""), rows)
+    return table("what (all ratios from one run) | measured | goal | ", rows)
 
 
 def excerpt(markdown: str) -> list[str]:
@@ -243,7 +214,7 @@ def write_results(statuses: dict[str, tuple[str, float]]) -> Path:
     ]
     if statuses:
         rows = [(name, status, f"{seconds:.0f}") for name, (status, seconds) in statuses.items()]
-        lines += [*table(("benchmark", "this run", "seconds"), rows, "llr"), ""]
+        lines += [*table("benchmark | this run | seconds", rows, "llr"), ""]
     lines += _e2e_part(e2e)
     extra = {
         md.stem: f"Other results: {md.stem}"

@@ -68,7 +68,7 @@ def latency_section(r: dict) -> list[str]:
         for label, key in OUTCOMES
         if (s := rt.get(key, {})).get("n")
     ]
-    header = ("outcome", "n", "median", "p95", "vs no-op (8x8)", "vs no-op (result PNG)", "service median")
+    header = "outcome | n | median | p95 | vs no-op (8x8) | vs no-op (result PNG) | service median"
     out = [
         "## 1. Latency per outcome through the app",
         "",
@@ -137,7 +137,7 @@ def bursts_section(r: dict) -> list[str]:
         "N clients (own `gradio_client` each, released by a barrier) upload the same new photo. "
         "Goal: one inference; the others wait for it (coalesced) or arrive after it (exact).",
         "",
-        *table(("photo", "clients", "answered", "kinds", "inferences", "errors", "slowest"), rows, "lrrlrrr"),
+        *table("photo | clients | answered | kinds | inferences | errors | slowest", rows, "lrrlrrr"),
         "",
         f"Goal (1 inference per burst, every client answered): {verdict(ok)}.",
         "",
@@ -181,17 +181,8 @@ def load_section(r: dict) -> list[str]:
     if "load_one_thread" in r:
         variants.append(("what-if: `OMP_NUM_THREADS=1` (model on one core)", r["load_one_thread"]))
     header = (
-        "app",
-        "phase",
-        "hits",
-        "p50",
-        "p95",
-        "exact p50",
-        "near-dup p50",
-        "service p50 / p95",
-        "p95 busy/idle",
-        "no-op p50 / p95 (busy/idle)",
-        "misses done per s",
+        "app | phase | hits | p50 | p95 | exact p50 | near-dup p50 | service p50 / p95 | p95 busy/idle | "
+        "no-op p50 / p95 (busy/idle) | misses done per s"
     )
     rows = [_load_row(label, v, phase) for label, v in variants for phase in ("idle", "busy")]
     out = [
@@ -295,16 +286,8 @@ def replay_section(r: dict) -> list[str]:
     rp = r["replay"]
     rows, miss_ms = rp["rows"], rp["no_cache_miss_ms_median"]
     header = (
-        "alternative",
-        "hit rate",
-        "false hits",
-        "hit median",
-        "hit p95",
-        "mean latency",
-        "CPU s (vs none)",
-        "miss overhead",
-        "restart",
-        "look-alike hits",
+        "alternative | hit rate | false hits | hit median | hit p95 | mean latency | CPU s (vs none) | "
+        "miss overhead | restart | look-alike hits"
     )
     ours = next(row for row in rows if row["name"].startswith("ours"))
     seed_ratio = SEED_REPORTED["miss_s"] / SEED_REPORTED["repeat_s"]
@@ -369,7 +352,7 @@ def curves_section(r: dict) -> list[str]:
         "Look-up that matches nothing (random 64-bit queries) vs number of entries; values are tiny, so this "
         "is the index, not the I/O of a hit. See bench/results/cache.md for the cache's own benchmark.",
         "",
-        *table(("entries", "ours", "seed-style"), ((f"{n:,}", ms(a), ms(b)) for n, a, b in sizes), "rrr"),
+        *table("entries | ours | seed-style", ((f"{n:,}", ms(a), ms(b)) for n, a, b in sizes), "rrr"),
         "",
         "![look-up time vs entries](e2e_scan.png)",
         "",
