@@ -84,7 +84,9 @@ def hit_latencies(workdir: Path, photo: Image.Image, other: Image.Image) -> dict
     )
     twelve = other.resize((1200, round(1200 * other.height / other.width)), Image.Resampling.LANCZOS)
     original = encoded(twelve, "JPEG", quality=90)
-    webp = encoded(twelve.resize((960, round(twelve.height * 0.8)), Image.Resampling.LANCZOS), "WEBP", quality=80)
+    webp = encoded(
+        twelve.resize((960, round(twelve.height * 0.8)), Image.Resampling.LANCZOS), "WEBP", quality=80
+    )
     out: dict = {"entries": FILL}
     started = time.perf_counter()
     first = service.stylize(megapixel, STYLE)
