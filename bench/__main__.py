@@ -1,25 +1,24 @@
 """`make bench` / `python -m bench`: every benchmark, then bench/RESULTS.md.
 
-Every bench/bench_<name>.py (engine, cache, redis, whitebox, ...) runs as its own process
-(`python -m bench.bench_<name>`) and writes its own results; the end-to-end part runs
-last, then the summary is written from whatever results exist. `--only e2e,cache` runs
-a subset; `--quick` makes the end-to-end part a smoke run.
+Every bench/bench_<name>.py (engine, cache, redis, whitebox, store, hostile) is one
+benchmark: it runs as its own process (`python -m bench.bench_<name>`) and writes
+bench/results/<name>.md. The end-to-end part (the bench/e2e/ package) runs last, then
+bench/report.py writes the summary from whatever results exist. `--only e2e,cache` runs a
+subset; `--quick` makes the end-to-end part a smoke run. Shared helpers: bench/common.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import time
 import traceback
-from pathlib import Path
 
+from bench.common import REPO
 from bench.report import write_results
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
+BENCH = REPO / "bench"
 #: The separate benchmarks present, the usual ones first.
 _ORDER = ("engine", "cache", "redis", "whitebox")
 SEPARATE = tuple(
@@ -36,13 +35,9 @@ SEPARATE_TIMEOUT_S = 900
 def run_separate(name: str) -> tuple[str, float]:
     started = time.monotonic()
     print(f"[bench] {name}: python -m bench.bench_{name}", flush=True)
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-    }
-    try:
+    try:  # `python -m` from the repo root finds the packages there
         done = subprocess.run(
-            [sys.executable, "-m", f"bench.bench_{name}"], cwd=REPO, env=env, timeout=SEPARATE_TIMEOUT_S
+            [sys.executable, "-m", f"bench.bench_{name}"], cwd=REPO, timeout=SEPARATE_TIMEOUT_S
         )
         status = "ok" if done.returncode == 0 else f"failed (exit {done.returncode})"
     except subprocess.TimeoutExpired:
@@ -66,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         if name in chosen:
             statuses[name] = run_separate(name)
     if "e2e" in chosen:
-        from bench import e2e
+        from bench.e2e import run as e2e
 
         started = time.monotonic()
         try:

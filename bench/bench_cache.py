@@ -4,8 +4,8 @@ Not a test. One run (about 10 minutes on a 2-core box) writes bench/results/cach
 the plots next to it:
 
 * the service's own time for an exact hit and for near-duplicate hits at 100k entries:
-  a 1 MP JPEG re-encoded, and the issue's case, a 0.8x WebP of a 1200 px JPEG stylized
-  before, step by step (read and hash, reduced decode, fingerprint, look-up, serving);
+  a 1 MP JPEG re-encoded, and a 0.8x WebP of a 1200 px JPEG stylized before, step by
+  step (read and hash, reduced decode, fingerprint, look-up, serving);
 * what a miss pays for the near-duplicate tier: fingerprinting and calibration, next to
   the inference it runs beside;
 * the near-duplicate contract (`cache_store.contract`) on every photo at full size: recall
@@ -21,14 +21,12 @@ ANIMEGAN_WEIGHTS_DIR and ANIMEGAN_PHOTOS_DIR).
 from __future__ import annotations
 
 import io
-import os
 import sqlite3
 import statistics
-import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import imagehash
@@ -40,57 +38,32 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from animegan.intake import DEFAULT_MAX_SIDE, fitted_size, open_image, open_preview
-from bench.machine import machine_info
+from bench.common import (
+    RESULTS,
+    encoded,
+    filler_fingerprint,
+    machine_line,
+    photo_paths,
+    table,
+    timed,
+    weights_dir,
+    write_result,
+)
 from cache_store import DEFAULT_THRESHOLD, PREVIEW_SIDE, Fingerprint, ResultCache
 from cache_store.hamming import HammingIndex
 from cache_store.result_cache import FUZZY_CANDIDATES
-from cache_store.signature import SIZE as SIGNATURE_SIZE
 from cache_store.verify import REFERENCE_SIZE
 from stylize_service.service import FIT_FILTER, StylizeService, encode_png
 from tests import contract_check, photo_classes
 
-REPO = Path(__file__).resolve().parent.parent
-RESULTS = REPO / "bench" / "results"
-SHARED = REPO.parent / "shared"
-PHOTOS = Path(os.environ.get("ANIMEGAN_PHOTOS_DIR") or SHARED / "photos")
-WEIGHTS = Path(os.environ.get("ANIMEGAN_WEIGHTS_DIR") or SHARED / "weights")
 STYLE = "hayao"
 FILL = 100_000
 SCAN_SIZES = (10_000, 100_000, 1_000_000)
 THRESHOLDS = list(range(25))
 
 
-def timed(action: Callable[[], object], repeat: int) -> list[float]:
-    """Milliseconds per call."""
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        action()
-        samples.append((time.perf_counter() - started) * 1000)
-    return samples
-
-
 def med(samples: list[float]) -> str:
     return f"{statistics.median(samples):.2f} ms"
-
-
-def encoded(image: Image.Image, fmt: str, **options: object) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
-    return buffer.getvalue()
-
-
-def filler(rng: np.random.Generator) -> Fingerprint:
-    """A filler entry: random keys and hash (random hashes are never within the threshold)."""
-    return Fingerprint(
-        phash=int(rng.integers(0, 2**64, dtype=np.uint64)),
-        signature=rng.bytes(SIGNATURE_SIZE),
-        width=768,
-        height=512,
-        has_alpha=False,
-        raw_sha=rng.bytes(32).hex(),
-        pixel_sha=rng.bytes(32).hex(),
-    )
 
 
 # -- 1. what a hit costs the service ----------------------------------------------------------
@@ -98,11 +71,11 @@ def filler(rng: np.random.Generator) -> Fingerprint:
 
 def hit_latencies(workdir: Path, photo: Image.Image, other: Image.Image) -> dict:
     cache = ResultCache(workdir / "hits", size_limit=1 << 31)
-    service = StylizeService(cache, weights_dir=WEIGHTS)
+    service = StylizeService(cache, weights_dir=weights_dir())
     namespace = service.namespace(service.stylizer(STYLE))
     rng = np.random.default_rng(0)
     for _ in range(FILL):
-        cache.put(namespace, filler(rng), b"x" * 64, {})
+        cache.put(namespace, filler_fingerprint(rng), b"x" * 64, {})
 
     megapixel = encoded(
         photo.resize((1224, round(1224 * photo.height / photo.width)), Image.Resampling.LANCZOS),
@@ -111,7 +84,9 @@ def hit_latencies(workdir: Path, photo: Image.Image, other: Image.Image) -> dict
     )
     twelve = other.resize((1200, round(1200 * other.height / other.width)), Image.Resampling.LANCZOS)
     original = encoded(twelve, "JPEG", quality=90)
-    webp = encoded(twelve.resize((960, round(twelve.height * 0.8)), Image.Resampling.LANCZOS), "WEBP", quality=80)
+    webp = encoded(
+        twelve.resize((960, round(twelve.height * 0.8)), Image.Resampling.LANCZOS), "WEBP", quality=80
+    )
     out: dict = {"entries": FILL}
     started = time.perf_counter()
     first = service.stylize(megapixel, STYLE)
@@ -192,7 +167,7 @@ FILTERS = {
 def fit_filters(photos: list[Image.Image]) -> dict:
     """Resize the stored output of a photo to what an upload of another size needs, and
     compare it with the output a miss on that upload gives (the model run at that size)."""
-    stylizer = StylizeService(None, weights_dir=WEIGHTS).stylizer(STYLE)
+    stylizer = StylizeService(None, weights_dir=weights_dir()).stylizer(STYLE)
     psnr: dict[str, list[float]] = defaultdict(list)
     ms: dict[str, list[float]] = defaultdict(list)
     for photo in photos:
@@ -203,11 +178,15 @@ def fit_filters(photos: list[Image.Image]) -> dict:
             )
             truth = stylizer.stylize(open_image(upload, max_side=DEFAULT_MAX_SIDE).rgb)
             for name, resample in FILTERS.items():
-                ms[name] += timed(lambda: encode_png(stored.resize(truth.size, resample)), 3)
+                ms[name] += timed(partial(_fitted_png, stored, truth.size, resample), 3)
                 psnr[name].append(_psnr(stored.resize(truth.size, resample), truth))
     return {
         name: {"ms": statistics.median(ms[name]), "psnr": statistics.median(psnr[name])} for name in FILTERS
     }
+
+
+def _fitted_png(stored: Image.Image, size: tuple[int, int], resample: Image.Resampling) -> bytes:
+    return encode_png(stored.resize(size, resample))
 
 
 def _psnr(a: Image.Image, b: Image.Image) -> float:
@@ -227,32 +206,33 @@ def scans(workdir: Path) -> dict[int, dict[str, float]]:
         index = HammingIndex()
         index.extend(np.arange(1, size + 1, dtype=np.int64), hashes)
         ours = [
-            timed(lambda q=q: index.nearest(int(q), DEFAULT_THRESHOLD, FUZZY_CANDIDATES), 1)[0]
-            for q in queries
+            timed(partial(index.nearest, int(q), DEFAULT_THRESHOLD, FUZZY_CANDIDATES))[0] for q in queries
         ]
         db = sqlite3.connect(workdir / f"seed_{size}.db")
         db.execute("CREATE TABLE entries (id INTEGER PRIMARY KEY, phash TEXT)")
         db.executemany("INSERT INTO entries (phash) VALUES (?)", ((f"{int(h):016x}",) for h in hashes))
         db.commit()
         target = imagehash.hex_to_hash(f"{int(queries[0]):016x}")
-
-        def seed_style() -> list[int]:
-            return [
-                i
-                for i, text in db.execute("SELECT id, phash FROM entries")
-                if target - imagehash.hex_to_hash(text) <= DEFAULT_THRESHOLD
-            ]
-
-        baseline = timed(seed_style, 3 if size <= 10_000 else 1)
+        baseline = timed(partial(_seed_style_scan, db, target), 3 if size <= 10_000 else 1)
         db.close()
         out[size] = {"ours": statistics.median(ours), "baseline": statistics.median(baseline)}
     return out
+
+
+def _seed_style_scan(db: sqlite3.Connection, target: imagehash.ImageHash) -> list[int]:
+    """The seed's look-up: every row read and compared in Python."""
+    return [
+        i
+        for i, text in db.execute("SELECT id, phash FROM entries")
+        if target - imagehash.hex_to_hash(text) <= DEFAULT_THRESHOLD
+    ]
 
 
 # -- report -----------------------------------------------------------------------------------
 
 
 def plot(scan: dict, curve: contract_check.Curve) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6, 4))
     sizes = list(scan)
     ax.loglog(sizes, [scan[s]["ours"] for s in sizes], "o-", label="numpy XOR + popcount (cache_store)")
@@ -271,6 +251,7 @@ def plot(scan: dict, curve: contract_check.Curve) -> None:
             (curve.recall, curve.phash_recall, "must-hit uploads served their own photo (recall)"),
             (curve.false_hits, curve.phash_false_hits, "uploads served something they do not show"),
         ),
+        strict=True,
     ):
         axis.plot(
             curve.thresholds,
@@ -292,53 +273,88 @@ def plot(scan: dict, curve: contract_check.Curve) -> None:
 
 
 def report(hits: dict, con: dict, fits: dict, scan: dict, seconds: float) -> str:
-    m = machine_info()
-    s = con["summary"]
-    curve = con["curve"]
-    t = DEFAULT_THRESHOLD
+    s, curve, t = con["summary"], con["curve"], DEFAULT_THRESHOLD
+    uploads = s["must_miss"] + s["must_hit"] + s["unchanged"]
+    summary = [
+        (
+            f"{label}, {hits['entries'] // 1000}k entries: the service's own time (median)",
+            med(case["total"]),
+            "≤ 8 ms" if label.startswith("near") else "≤ 3 ms",
+        )
+        for label, case in hits["cases"].items()
+    ]
+    summary += [
+        (
+            f"contract at full size, {con['photos']} photos, threshold {t}: false hits",
+            f"{s['false_hits']} of {uploads} uploads",
+            "0",
+        ),
+        (f"same: recall of the {s['must_hit']} must-hit uploads", f"{100 * s['recall']:.1f} %", "≥ 98 %"),
+        ("stored per entry: signature + tolerances", f"{REFERENCE_SIZE:,} bytes", ""),
+        (
+            "reduced decode of a miss's upload for its fingerprint (1200 px JPEG)",
+            med(hits["fingerprint_miss"]),
+            "",
+        ),
+        (
+            "calibration of a new entry (runs beside the inference)",
+            f"{med(hits['calibration'])} (a miss: {hits['miss_ms'] / 1000:.2f} s)",
+            "",
+        ),
+    ]
+    steps = []
+    for label, case in hits["cases"].items():
+        steps += [
+            f"**{label}** ({hits['kind'][label]}): {med(case['total'])} in all.",
+            "",
+            *table(
+                "step | median",
+                [(step, med(samples)) for step, samples in case.items() if step != "total"],
+            ),
+            "",
+        ]
+    groups = [
+        (group, row["n"], f"{100 * row['correct'] / row['n']:.1f} %", row["false"])
+        for group, row in sorted(con["groups"].items())
+    ]
+    per_threshold = [
+        (
+            f"{bits}{' (default)' if bits == t else ''}",
+            f"{100 * curve.recall[i]:.1f} %",
+            f"{100 * curve.false_hits[i]:.2f} %",
+            f"{100 * curve.phash_recall[i]:.1f} %",
+            f"{100 * curve.phash_false_hits[i]:.1f} %",
+        )
+        for i, bits in enumerate(curve.thresholds)
+        if bits % 2 == 0 or bits == t
+    ]
+    filters = [(name, f"{row['ms']:.1f} ms", f"{row['psnr']:.1f} dB") for name, row in fits.items()]
+    scan_rows = [
+        (
+            f"{size:,}",
+            f"{row['ours']:.3f} ms",
+            f"{row['baseline']:,.0f} ms",
+            f"{row['baseline'] / row['ours']:,.0f}x",
+        )
+        for size, row in scan.items()
+    ]
     lines = [
         "# Result cache benchmark",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores (shared with other jobs), Python {m['python']}, "
-        f"Pillow {m['pillow']}, numpy {m['numpy']}; {m['date']}. Run time {seconds / 60:.0f} min, "
+        f"Machine: {machine_line()} (shared with other jobs). Run time {seconds / 60:.0f} min, "
         "written by `bench/bench_cache.py`. Absolute times move with the load of the shared "
         "box; compare numbers of the same run.",
         "",
         "## Summary",
         "",
-        "| what | measured | goal |",
-        "|---|---|---|",
-    ]
-    for label, case in hits["cases"].items():
-        goal = "≤ 8 ms" if label.startswith("near") else "≤ 3 ms"
-        lines.append(
-            f"| {label}, {hits['entries'] // 1000}k entries: the service's own time (median) | "
-            f"{med(case['total'])} | {goal} |"
-        )
-    lines += [
-        f"| contract at full size, {con['photos']} photos, threshold {t}: false hits | "
-        f"{s['false_hits']} of {s['must_miss'] + s['must_hit'] + s['unchanged']} uploads | 0 |",
-        f"| same: recall of the {s['must_hit']} must-hit uploads | {100 * s['recall']:.1f} % | ≥ 98 % |",
-        f"| stored per entry: signature + tolerances | {REFERENCE_SIZE:,} bytes | |",
-        f"| calibration of a new entry (runs beside the inference) | {med(hits['calibration'])} "
-        f"(a miss: {hits['miss_ms'] / 1000:.2f} s) | |",
+        *table("what | measured | goal", summary),
         "",
         "## Where a hit's time goes",
         "",
         "Each step timed alone, median of 40 (the total is measured separately, so the steps need "
         "not add up to it exactly).",
         "",
-    ]
-    for label, case in hits["cases"].items():
-        lines += [
-            f"**{label}** ({hits['kind'][label]}): {med(case['total'])} in all.",
-            "",
-            "| step | median |",
-            "|---|---|",
-        ]
-        lines += [f"| {step} | {med(samples)} |" for step, samples in case.items() if step != "total"]
-        lines.append("")
-    lines += [
+        *steps,
         "## The near-duplicate contract",
         "",
         f"Every edit of `cache_store.contract` applied to each of {con['photos']} photos at full size "
@@ -348,26 +364,16 @@ def report(hits: dict, con: dict, fits: dict, scan: dict, seconds: float) -> str
         "decode. *Unchanged*: a must-miss edit that leaves the picture as it is (a colour edit of "
         "a greyscale photo): either answer is right.",
         "",
-        "| class | uploads | answered right | false hits |",
-        "|---|---:|---:|---:|",
-    ]
-    for group, row in sorted(con["groups"].items()):
-        lines.append(f"| {group} | {row['n']} | {100 * row['correct'] / row['n']:.1f} % | {row['false']} |")
-    lines += [
+        *table("class | uploads | answered right | false hits", groups, "lrrr"),
         "",
         "### Per threshold",
         "",
-        "| threshold (bits) | recall, verified | false hits, verified | recall, pHash only | false hits, pHash only |",
-        "|---:|---:|---:|---:|---:|",
-    ]
-    for i, bits in enumerate(curve.thresholds):
-        if bits % 2 == 0 or bits == t:
-            lines.append(
-                f"| {bits}{' (default)' if bits == t else ''} | {100 * curve.recall[i]:.1f} % | "
-                f"{100 * curve.false_hits[i]:.2f} % | {100 * curve.phash_recall[i]:.1f} % | "
-                f"{100 * curve.phash_false_hits[i]:.1f} % |"
-            )
-    lines += [
+        *table(
+            "threshold (bits) | recall, verified | false hits, verified | recall, pHash only | "
+            "false hits, pHash only",
+            per_threshold,
+            "rrrrr",
+        ),
         "",
         "![recall and false hits per threshold](cache_recall.png)",
         "",
@@ -377,36 +383,26 @@ def report(hits: dict, con: dict, fits: dict, scan: dict, seconds: float) -> str
         "output a miss on that upload gives; time includes the PNG encode. `FIT_FILTER` is "
         f"`{FIT_FILTER.name}`.",
         "",
-        "| filter | resize + PNG | PSNR to a true miss |",
-        "|---|---:|---:|",
-    ]
-    lines += [f"| {name} | {row['ms']:.1f} ms | {row['psnr']:.1f} dB |" for name, row in fits.items()]
-    lines += [
+        *table("filter | resize + PNG | PSNR to a true miss", filters, "lrr"),
         "",
         "## pHash scan",
         "",
         f"Nearest rows within {t} bits among N random 64-bit hashes, median of 50 queries, next to "
         "the seed's SQLite + Python scan measured in the same run.",
         "",
-        "| entries | cache_store | seed-style | speed-up |",
-        "|---:|---:|---:|---:|",
+        *table("entries | cache_store | seed-style | speed-up", scan_rows, "rrrr"),
+        "",
+        "![scan](cache_scan.png)",
+        "",
     ]
-    lines += [
-        f"| {size:,} | {row['ours']:.3f} ms | {row['baseline']:,.0f} ms | {row['baseline'] / row['ours']:,.0f}x |"
-        for size, row in scan.items()
-    ]
-    lines += ["", "![scan](cache_scan.png)", ""]
     return "\n".join(lines)
 
 
 def main() -> None:
     started = time.perf_counter()
-    if not any(PHOTOS.glob("*.jpg")):
-        sys.exit(f"no photos in {PHOTOS}: set ANIMEGAN_PHOTOS_DIR")
-    photos = contract_check.load(sorted(PHOTOS.glob("*.jpg")))
+    photos = contract_check.load(photo_paths())
     photos.update(photo_classes.licensed())
     photos.update(photo_classes.generated())
-    RESULTS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench_cache_") as tmp:
         workdir = Path(tmp)
         print("hit latencies (fills 100k entries) ...", flush=True)
@@ -420,7 +416,7 @@ def main() -> None:
         scan = scans(workdir)
     plot(scan, con["curve"])
     text = report(hits, con, fits, scan, time.perf_counter() - started)
-    (RESULTS / "cache.md").write_text(text)
+    write_result("cache.md", text)
     print(text)
 
 

@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
-import time
-from pathlib import Path
+from functools import partial
 
 import numpy as np
 import torch
@@ -29,12 +27,19 @@ from animegan.generator import AnimeGANv2Generator
 from animegan.inference import load_stylizer
 from animegan.intake import DEFAULT_MAX_SIDE, open_image
 from animegan.weights import read_weights
-from bench.machine import machine_info
+from bench.common import (
+    REPO,
+    clocked,
+    machine_info,
+    machine_line,
+    photos_dir,
+    table,
+    weights_dir,
+    write_result,
+)
 
-REPO = Path(__file__).resolve().parent.parent
-RESULTS = REPO / "bench" / "results" / "engine.md"
-WEIGHTS = Path(os.environ.get("ANIMEGAN_WEIGHTS_DIR") or REPO.parent / "shared" / "weights")
-PHOTOS = Path(os.environ.get("ANIMEGAN_PHOTOS_DIR") or REPO.parent / "shared" / "photos")
+WEIGHTS = weights_dir()
+PHOTOS = photos_dir()
 LATENCY_PHOTO = "scene_bryandlee_1.jpg"  # 1024 x 682 street scene
 SIDES = (256, 512, 768, 1024)
 # A miss should take about a second on the benchmark box (20% slack for a shared machine);
@@ -42,6 +47,8 @@ SIDES = (256, 512, 768, 1024)
 MISS_TARGET_S = 1.2
 BIG_SIZE = (4000, 3000)
 RSS_LIMIT_MB = 2500
+#: Tile budgets (side of the pixel budget) compared against one untiled pass.
+TILE_SIDES = (768, 512, 384)
 TILING_PHOTOS = (
     "face_bryandlee_05.jpg",
     "people_terryky_pakutaso.jpg",
@@ -72,12 +79,6 @@ def reference_stylize(model: AnimeGANv2Generator, image: Image.Image) -> Image.I
     return Image.fromarray(pixels)
 
 
-def timed(fn) -> tuple[float, object]:
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
-
-
 def latency_rows(repeats: int) -> list[dict]:
     """Round-robin over sizes and variants, so a burst of load from another process spoils
     one round of everything rather than every round of one size; the fastest round counts."""
@@ -100,7 +101,7 @@ def latency_rows(repeats: int) -> list[dict]:
     for round_ in range(repeats + 1):  # round 0 warms up (allocations, oneDNN kernel choice)
         for side, image in images.items():
             for name, run in runs.items():
-                seconds, outputs[side, name] = timed(lambda: run(image))
+                seconds, outputs[side, name] = clocked(partial(run, image))
                 if round_:
                     times[side, name].append(seconds)
         print(f"[engine] latency round {round_} done", flush=True)
@@ -130,7 +131,7 @@ def tiling_rows() -> list[dict]:
         image = open_image(PHOTOS / name).fit(1024).rgb
         reference = base.retiled(4096).stylize(image)
         row = {"photo": name, "size": image.size}
-        for tile in (768, 512, 384):
+        for tile in TILE_SIDES:
             row[tile] = psnr(base.retiled(tile).stylize(image), reference)
         rows.append(row)
         print(f"[engine] tiling {row}", flush=True)
@@ -166,12 +167,10 @@ print(json.dumps({"mode": mode, "size": [width, height], "precision": precision,
 
 
 def peak_rss(mode: str, size: tuple[int, int]) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
     args = [mode, str(size[0]), str(size[1]), str(WEIGHTS), str(PHOTOS / LATENCY_PHOTO)]
-    done = subprocess.run(
+    done = subprocess.run(  # `python -c` puts its working directory, the repo, on the path
         [sys.executable, "-c", _RSS_CHILD, *args],
         cwd=REPO,
-        env=env,
         capture_output=True,
         text=True,
         timeout=800,
@@ -184,10 +183,8 @@ def peak_rss(mode: str, size: tuple[int, int]) -> dict:
 
 
 def available_mb() -> float:
-    for line in open("/proc/meminfo", encoding="utf-8"):
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    with open("/proc/meminfo", encoding="utf-8") as lines:
+        return next((int(line.split()[1]) / 1024 for line in lines if line.startswith("MemAvailable:")), 0.0)
 
 
 def memory_rows(skip_big: bool, fp32_big: bool) -> list[dict]:
@@ -208,6 +205,36 @@ def choose_max_side(rows: list[dict]) -> int:
     return max(within) if within else min(row["side"] for row in rows)
 
 
+LATENCY_COLUMNS = (
+    "longest side | size | reference s | ours (auto) s | ratio | PSNR dB | ours fp32 s | ratio | PSNR dB | "
+    "ours median s"
+)
+
+
+def _size(size: tuple[int, int] | list[int]) -> str:
+    return f"{size[0]}x{size[1]}"
+
+
+def _latency_cells(r: dict) -> tuple:
+    return (
+        r["side"],
+        _size(r["size"]),
+        f"{r['reference_s']:.3f}",
+        f"{r['ours_s']:.3f}",
+        f"{r['ours_s'] / r['reference_s']:.2f}x",
+        f"{r['psnr_ours']:.1f}",
+        f"{r['ours_fp32_s']:.3f}",
+        f"{r['ours_fp32_s'] / r['reference_s']:.2f}x",
+        f"{r['psnr_ours_fp32']:.1f}",
+        f"{r['ours_median_s']:.3f}",
+    )
+
+
+def _memory_cells(r: dict) -> tuple:
+    case = "reference (untiled)" if r["mode"] == "reference" else "ours (tiles above budget)"
+    return (case, _size(r["size"]), r["precision"], f"{r['seconds']:.1f}", f"{r['peak_rss_mb']:.0f}")
+
+
 def write_markdown(
     machine: dict, latency: list[dict], tiling: list[dict], memory: list[dict], repeats: int
 ) -> None:
@@ -216,11 +243,8 @@ def write_markdown(
     lines = [
         "# Engine: model latency and precision",
         "",
-        f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['ram_gib']} GiB RAM, "
-        f"ISA {machine['isa'] or 'baseline'}; torch {machine['torch']}, "
-        f"Python {machine['python']}; "
-        f"{machine['date']}. Shared box: other processes may run at the same time, so read the "
-        "ratios (measured interleaved in one process), not the absolute times.",
+        f"Machine: {machine_line(machine)}. Shared box: other processes may run at the same time, so read "
+        "the ratios (measured interleaved in one process), not the absolute times.",
         "",
         "`python -m bench.bench_engine [--fp32-big]` regenerates this file.",
         "",
@@ -234,18 +258,7 @@ def write_markdown(
         "inference mode, padding to the stride), and the same at float32. PSNR is against the "
         "reference output (8-bit RGB).",
         "",
-        "| longest side | size | reference s | ours (auto) s | ratio | PSNR dB | ours fp32 s "
-        "| ratio | PSNR dB | ours median s |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in latency:
-        lines.append(
-            f"| {r['side']} | {r['size'][0]}x{r['size'][1]} | {r['reference_s']:.3f} | "
-            f"{r['ours_s']:.3f} | {r['ours_s'] / r['reference_s']:.2f}x | {r['psnr_ours']:.1f} | "
-            f"{r['ours_fp32_s']:.3f} | {r['ours_fp32_s'] / r['reference_s']:.2f}x | "
-            f"{r['psnr_ours_fp32']:.1f} | {r['ours_median_s']:.3f} |"
-        )
-    lines += [
+        *table(LATENCY_COLUMNS, map(_latency_cells, latency), "rlrrrrrrrr"),
         "",
         f"**DEFAULT_MAX_SIDE**: the largest side whose miss stays within about a second "
         f"({MISS_TARGET_S:.1f} s) "
@@ -262,30 +275,18 @@ def write_markdown(
         "the downscaled statistics: uniform over the image (no seams), and larger the further "
         "the image exceeds the budget. Columns: budget side (pixel budget = side²).",
         "",
-        "| photo | size | 768 | 512 | 384 |",
-        "|---|---|---:|---:|---:|",
-    ]
-    for r in tiling:
-        lines.append(
-            f"| {r['photo']} | {r['size'][0]}x{r['size'][1]} | "
-            + " | ".join(f"{r[t]:.1f}" for t in (768, 512, 384))
-            + " |"
-        )
-    lines += [
+        *table(
+            ("photo", "size", *map(str, TILE_SIDES)),
+            [(r["photo"], _size(r["size"]), *(f"{r[t]:.1f}" for t in TILE_SIDES)) for r in tiling],
+            "llrrr",
+        ),
         "",
         "## Peak memory (fresh process per case, VmHWM)",
         "",
         "Seconds include loading the model (and, for auto, the bf16 check).",
         "",
-        "| case | size | precision | seconds | peak RSS MB |",
-        "|---|---|---|---:|---:|",
+        *table("case | size | precision | seconds | peak RSS MB", map(_memory_cells, memory), "lllrr"),
     ]
-    for r in memory:
-        case = "reference (untiled)" if r["mode"] == "reference" else "ours (tiles above budget)"
-        lines.append(
-            f"| {case} | {r['size'][0]}x{r['size'][1]} | {r['precision']} | "
-            f"{r['seconds']:.1f} | {r['peak_rss_mb']:.0f} |"
-        )
     big = [r for r in memory if r["mode"] != "reference" and tuple(r["size"]) == BIG_SIZE]
     if big:
         worst = max(r["peak_rss_mb"] for r in big)
@@ -296,9 +297,8 @@ def write_markdown(
             f"{worst:.0f} MB at most: {verdict} the {RSS_LIMIT_MB} MB limit. The untiled "
             "reference would need about 1.7 KB per pixel (~21 GB) and is not run.",
         ]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print(f"[engine] wrote {RESULTS}; DEFAULT_MAX_SIDE by this run: {chosen}", flush=True)
+    path = write_result("engine.md", "\n".join(lines) + "\n")
+    print(f"[engine] wrote {path}; DEFAULT_MAX_SIDE by this run: {chosen}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,12 +25,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bench import workloads
-from bench.e2e_apps import Call, call, client, real_app
-from bench.machine import machine_info
+from bench.common import machine_line, photo_paths, table, weights_dir, write_result
+from bench.e2e.apps import Call, call, client, real_app
 from tests.engine.test_hostile_files import exif_with_description, multipage_tiff
 
-RESULTS = Path(__file__).resolve().parent / "results"
 EXACT_REPEATS = 15
 
 
@@ -74,8 +72,8 @@ def exact_hits(app_client, photo: Path, repeats: int) -> list[Call]:
 
 
 def main() -> None:
-    weights = workloads.weights_dir()
-    photo = workloads.photo_paths()[0]
+    weights = weights_dir()
+    photo = photo_paths()[0]
     with tempfile.TemporaryDirectory(prefix="bench_hostile_") as tmp:
         work = Path(tmp)
         hostile = files(work / "uploads")
@@ -118,43 +116,56 @@ def write(
     baseline_mb: float,
     hostile: dict[str, Path],
 ) -> None:
-    m = machine_info()
     q = [c.ms for c in quiet if not c.error]
     b = [c.ms for c in busy if not c.error]
     badge = [float(c.info.get("latency_ms", 0)) for c in busy if not c.error]
+    summary = [
+        (
+            "exact hit round trip while 4 hostile TIFFs are in flight (median, max)",
+            f"{statistics.median(b):.0f} ms, {max(b):.0f} ms",
+            "< 1 s",
+        ),
+        ("same, nothing else going on (median)", f"{statistics.median(q):.0f} ms", ""),
+        (
+            "the badge's time of those hits (median, max)",
+            f"{statistics.median(badge):.1f} ms, {max(badge):.1f} ms",
+            "",
+        ),
+        *(
+            (
+                f"peak memory over the model's working set ({baseline_mb:.0f} MB) after `{name}`",
+                f"+{grown:.0f} MB",
+                "≤ 300 MB",
+            )
+            for name, grown in memory.items()
+        ),
+    ]
+    uploads = [
+        (
+            name,
+            f"{hostile[name.split('#')[0]].stat().st_size / 2**20:.1f} MB",
+            c.error.split(":", 1)[-1].strip()[:90] if c.error else c.badge,
+            f"{c.ms:.0f} ms",
+        )
+        for name, c in results.items()
+    ]
     lines = [
         "# Hostile uploads through the app",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores (shared), {m['date']}. Written by `bench/bench_hostile.py`.",
+        f"Machine: {machine_line()} (shared). Written by `bench/bench_hostile.py`.",
         "",
         "## Summary",
         "",
-        "| what | measured | goal |",
-        "|---|---|---|",
-        f"| exact hit round trip while 4 hostile TIFFs are in flight (median, max) | "
-        f"{statistics.median(b):.0f} ms, {max(b):.0f} ms | < 1 s |",
-        f"| same, nothing else going on (median) | {statistics.median(q):.0f} ms | |",
-        f"| the badge's time of those hits (median, max) | {statistics.median(badge):.1f} ms, {max(badge):.1f} ms | |",
-    ]
-    for name, grown in memory.items():
-        lines.append(
-            f"| peak memory over the model's working set ({baseline_mb:.0f} MB) after `{name}` | "
-            f"+{grown:.0f} MB | ≤ 300 MB |"
-        )
-    lines += [
+        *table("what | measured | goal", summary),
         "",
         "## Each hostile upload",
         "",
-        "| upload | file | answer | round trip |",
-        "|---|---:|---|---:|",
+        *table("upload | file | answer | round trip", uploads, "lrlr"),
+        "",
+        f"The first miss on the photo took {first.ms / 1000:.2f} s.",
+        "",
     ]
-    for name, c in results.items():
-        path = hostile[name.split("#")[0]]
-        answer = c.error.split(":", 1)[-1].strip()[:90] if c.error else c.badge
-        lines.append(f"| {name} | {path.stat().st_size / 2**20:.1f} MB | {answer} | {c.ms:.0f} ms |")
-    lines += ["", f"The first miss on the photo took {first.ms / 1000:.2f} s.", ""]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "hostile.md").write_text("\n".join(lines))
+    write_result("hostile.md", "\n".join(lines))
     print("\n".join(lines))
 
 

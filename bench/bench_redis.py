@@ -19,35 +19,38 @@ from __future__ import annotations
 import io
 import itertools
 import math
-import os
 import shutil
 import signal
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import redis
 from PIL import Image
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from animegan.intake import DEFAULT_MAX_SIDE, open_image
+from bench.common import (
+    encoded,
+    filler_fingerprint,
+    machine_info,
+    machine_line,
+    percentile,
+    photo_paths,
+    table,
+    timed,
+    weights_dir,
+    write_result,
+)
+from cache_store import Fingerprint, ResultCache
+from cache_store.verify import REFERENCE_SIZE
+from stylize_service.service import StylizeService
 
-from animegan.intake import DEFAULT_MAX_SIDE, open_image  # noqa: E402
-from bench.bench_cache import timed  # noqa: E402
-from bench.machine import machine_info  # noqa: E402
-from cache_store import Fingerprint, ResultCache  # noqa: E402
-from cache_store.result_cache import _namespace_id  # noqa: E402
-from stylize_service.service import StylizeService  # noqa: E402
-
-RESULTS = REPO / "bench" / "results"
-PHOTOS = Path(os.environ.get("ANIMEGAN_PHOTOS_DIR") or REPO.parent / "shared" / "photos")
-WEIGHTS = Path(os.environ.get("ANIMEGAN_WEIGHTS_DIR") or REPO.parent / "shared" / "weights")
 STYLE = "hayao"
 REAL = 6  # photos run through the model per backend
 FILL = 20_000
@@ -58,25 +61,21 @@ NS = "bench|redis|v1"
 
 
 def med(samples: list[float]) -> str:
-    return f"{statistics.median(samples):.2f} ms (p95 {np.percentile(samples, 95):.2f})"
+    return f"{statistics.median(samples):.2f} ms (p95 {percentile(samples, 95):.2f})"
 
 
 def jpeg(path: Path, quality: int) -> bytes:
-    buffer = io.BytesIO()
-    Image.open(path).convert("RGB").save(buffer, "JPEG", quality=quality)
-    return buffer.getvalue()
+    with Image.open(path) as image:
+        return encoded(image.convert("RGB"), "JPEG", quality=quality)
 
 
-def synthetic(rng: np.random.Generator) -> Fingerprint:
-    return Fingerprint(
-        pixel_sha=rng.bytes(32).hex(),
-        phash=int(rng.integers(0, 2**64, dtype=np.uint64)),
-        signature=rng.bytes(384),
-        width=768,
-        height=512,
-        has_alpha=False,
-        raw_sha=rng.bytes(32).hex(),
-    )
+def stored_print(photo: Path) -> Fingerprint:
+    """The fingerprint the service stores for `photo` at 768 px: calibrated, so that it can be
+    served as a near-duplicate."""
+    with Image.open(photo) as source:
+        image = source.convert("RGB")
+    image.thumbnail((768, 768))
+    return Fingerprint.of(image).calibrated(image)
 
 
 class Server:
@@ -136,7 +135,7 @@ class Server:
 def real_results(location: str | Path, photos: list[Path], copies: dict[Path, bytes]) -> dict:
     """Misses, then exact and fuzzy hits through the service, then at the cache API."""
     cache = ResultCache(location)
-    service = StylizeService(cache, weights_dir=WEIGHTS)
+    service = StylizeService(cache, weights_dir=weights_dir())
     out: dict = {"miss": [], "png": []}
     for path in photos:
         started = time.perf_counter()
@@ -172,7 +171,7 @@ def redis_bytes(client: redis.Redis) -> dict:
         "results": len(values),
         "blob": statistics.mean(blobs),
         "value_key": statistics.mean(value_usage),
-        "value_overhead": statistics.mean(u - b for u, b in zip(value_usage, blobs)),
+        "value_overhead": statistics.mean(u - b for u, b in zip(value_usage, blobs, strict=True)),
         "alias": statistics.mean(usage(key) for key in aliases) if aliases else 0,
     }
 
@@ -180,26 +179,28 @@ def redis_bytes(client: redis.Redis) -> dict:
 # -- 2. at scale ----------------------------------------------------------------------------------
 
 
-def at_scale(location: str | Path, client: redis.Redis | None, real: dict) -> dict:
-    """Fill FILL small entries, then hit latencies, a fresh replica's index load, stats()."""
+def at_scale(location: str | Path, client: redis.Redis | None, real: dict, like: Fingerprint) -> dict:
+    """Fill FILL small entries (with `like`'s signature and tolerances, as real entries have),
+    then hit latencies, a fresh replica's index load, stats()."""
     out: dict = {}
     cache: ResultCache = real["cache"]
     before = client.info("memory")["used_memory"] if client else 0
     rng = np.random.default_rng(0)
-    prints = [synthetic(rng) for _ in range(FILL)]
+    prints = [filler_fingerprint(rng, like) for _ in range(FILL)]
     started = time.perf_counter()
     for fp in prints:
         cache.put(NS, fp, b"x" * 64, {"width": 768, "height": 512})
     out["put_us"] = (time.perf_counter() - started) / FILL * 1e6
     if client:
         out["small_entry_bytes"] = (client.info("memory")["used_memory"] - before) / FILL
-        stream = f"rc:x:{_namespace_id(NS)}"
+        stream = max(client.scan_iter(match="rc:x:*"), key=client.xlen)  # NS's: FILL rows
         out["stream_per_row"] = client.memory_usage(stream, samples=0) / client.xlen(stream)
     fresh = ResultCache(location)
     started = time.perf_counter()
-    fresh.lookup(NS, synthetic(rng))
+    fresh.lookup(NS, filler_fingerprint(rng))
     out["index_load_ms"] = (time.perf_counter() - started) * 1000
-    near = replace(prints[7], pixel_sha="0" * 64, raw_sha=None)  # same picture, another pixel key
+    # The same picture as an entry stored, but not these bytes: a near-duplicate query.
+    near = replace(prints[7], pixel_sha="0" * 64, raw_sha=None, tolerances=None)
     out["exact"] = timed(lambda: fresh.lookup_raw(NS, prints[3].raw_sha), 300)
     out["fuzzy"] = timed(lambda: fresh.lookup(NS, near), 300)
     assert fresh.lookup(NS, near).kind == "fuzzy"
@@ -221,13 +222,18 @@ def across_replicas(url: str, photo: Path) -> dict:
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=70)
     copy = Fingerprint.of(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
-    first.put("replicas", Fingerprint.of(image), b"styled", {})
+    first.put("replicas", Fingerprint.of(image).calibrated(image), b"styled", {})
     started = time.perf_counter()
     hit = second.lookup("replicas", copy)
     out = {"ms": (time.perf_counter() - started) * 1000, "kind": hit.kind if hit else "miss"}
     first.close()
     second.close()
     return out
+
+
+def _instant_request(cache: ResultCache, rng: np.random.Generator) -> None:
+    """A request whose compute costs nothing: its time is the cache's."""
+    cache.get_or_compute(NS, filler_fingerprint(rng), lambda: (b"x", {}))
 
 
 def while_down(server: Server) -> dict:
@@ -239,12 +245,12 @@ def while_down(server: Server) -> dict:
         if state == "frozen":
             server.start()
         cache = ResultCache(server.url)
-        cache.lookup(NS, synthetic(rng))  # connected and working
+        cache.lookup(NS, filler_fingerprint(rng))  # connected and working
         if state == "stopped":
             server.stop()
         else:
             server.process.send_signal(signal.SIGSTOP)
-        samples = timed(lambda: cache.get_or_compute(NS, synthetic(rng), lambda: (b"x", {})), 200)
+        samples = timed(partial(_instant_request, cache, rng), 200)
         out[state] = {"first": samples[0], "rest": samples[1:], "healthy": cache.healthy}
         if state == "frozen":
             server.process.send_signal(signal.SIGCONT)
@@ -274,31 +280,12 @@ def report(
     per_million_gb = per_result * 1e6 / 1e9
     index_million_gb = overhead * 1e6 / 1e9
     small = scale["redis"]["small_entry_bytes"]
-    lines = [
-        "# Redis cache backend benchmark (issue #7)",
-        "",
-        f"Machine: {info['cpu']}, {info['cores']} cores ({info['isa']}), {info['ram_gib']} GiB RAM, {info['os']}; "
-        f"Python {info['python']}, torch {info['torch']}, numpy {info['numpy']}, diskcache {info['diskcache']}, "
-        f"redis-py {redis.__version__}, Redis server {redis_version} on the same host (127.0.0.1, TCP); "
-        f"{info['date']}; run time {seconds:.0f} s. Written by `bench/bench_redis.py`. The box is shared: compare "
-        "the two backends within this run, not with other files.",
-        "",
-        "## Hit latency, Redis next to diskcache",
-        "",
-        f"Real results: {REAL} project photos stylized ({STYLE}, 768 px) through `StylizeService`, once per backend; "
-        f"PNG results of {kib(statistics.mean(r['png']))} on average. *Service* = `service.stylize(upload)` in "
-        "process (read, sha256, lookup; for a fuzzy hit also decode, fit, fingerprint and fitting the cached PNG to "
-        "the upload). *API* = the cache call alone: `lookup_raw` (exact) or `lookup` with a ready fingerprint "
-        "(fuzzy: sync, scan, verify, read).",
-        "",
-        "| path | diskcache | Redis | Redis / disk |",
-        "|---|---|---|---:|",
-    ]
-    rows = [
+    stored = f"{len(r['png'])} results stored"
+    compared = [
         ("exact hit, service (byte-identical re-upload)", d["service_exact"], r["service_exact"]),
         ("fuzzy hit, service (JPEG q75 re-encode)", d["service_fuzzy"], r["service_fuzzy"]),
-        (f"exact hit, API, {len(r['png'])} results stored", d["api_exact"], r["api_exact"]),
-        (f"fuzzy hit, API, {len(r['png'])} results stored", d["api_fuzzy"], r["api_fuzzy"]),
+        (f"exact hit, API, {stored}", d["api_exact"], r["api_exact"]),
+        (f"fuzzy hit, API, {stored}", d["api_fuzzy"], r["api_fuzzy"]),
         (f"exact hit, API, {FILL:,} entries", scale["disk"]["exact"], scale["redis"]["exact"]),
         (f"fuzzy hit, API, {FILL:,} entries", scale["disk"]["fuzzy"], scale["redis"]["fuzzy"]),
         (
@@ -307,35 +294,76 @@ def report(
             scale["redis"]["stats"],
         ),
     ]
-    for name, disk_ms, redis_ms in rows:
-        ratio = statistics.median(redis_ms) / statistics.median(disk_ms)
-        lines.append(f"| {name} | {med(disk_ms)} | {med(redis_ms)} | {ratio:.2f}x |")
-    lines += [
-        f"| miss, service (model run, for scale) | {med(d['miss'])} | {med(r['miss'])} | |",
+    latency = [
+        (
+            name,
+            med(on_disk),
+            med(on_redis),
+            f"{statistics.median(on_redis) / statistics.median(on_disk):.2f}x",
+        )
+        for name, on_disk, on_redis in compared
+    ]
+    latency.append(("miss, service (model run, for scale)", med(d["miss"]), med(r["miss"]), ""))
+    once = [
+        (
+            f"a fresh process's first fuzzy lookup: loads the {FILL:,}-row index",
+            *(f"{scale[backend]['index_load_ms']:.0f} ms" for backend in ("disk", "redis")),
+        ),
+        (
+            "`put` of a small entry while filling",
+            *(f"{scale[backend]['put_us']:.0f} us" for backend in ("disk", "redis")),
+        ),
+    ]
+    parts = [
+        ("PNG result (the blob, with its JSON envelope)", f"{mem['blob']:,.0f}"),
+        (
+            f"value hash: blob + row ({REFERENCE_SIZE:,} B signature and tolerances, size, alpha, seq, "
+            "namespace, alias) + key, incl. allocator rounding",
+            f"{mem['value_key']:,.0f} (overhead {mem['value_overhead']:,.0f})",
+        ),
+        ("raw-file alias key", f"{mem['alias']:,.0f}"),
+        (f"stream entry (pHash + value key), per row, measured at {FILL:,} rows", f"{stream_row:,.0f}"),
+        ("**per result**", f"**{per_result:,.0f}** (overhead over the PNG {overhead:,.0f})"),
+    ]
+    lines = [
+        "# Redis cache backend benchmark",
         "",
-        "| once per process or per write | diskcache | Redis |",
-        "|---|---:|---:|",
-        f"| a fresh process's first fuzzy lookup: loads the {FILL:,}-row index | {scale['disk']['index_load_ms']:.0f} ms "
-        f"| {scale['redis']['index_load_ms']:.0f} ms |",
-        f"| `put` of a small entry while filling | {scale['disk']['put_us']:.0f} us | {scale['redis']['put_us']:.0f} us |",
+        f"Machine: {machine_line(info)}; diskcache {info['diskcache']}, redis-py {redis.__version__}, "
+        f"Redis server {redis_version} on the same host (127.0.0.1, TCP). Run time {seconds:.0f} s. "
+        "Written by `bench/bench_redis.py`. The box is shared: compare the two backends within this run, "
+        "not with other files.",
         "",
-        "Every Redis call is a round trip (here over loopback; add the network's RTT per call on a LAN: an exact "
-        "hit makes 3 calls — resolve the alias, read the value, count the hit; a fuzzy hit 8). "
-        f"A fresh replica loads its index at {FILL / scale['redis']['index_load_ms']:,.0f} rows/ms, so about "
-        f"{1e6 / (FILL / scale['redis']['index_load_ms']) / 1000:.0f} s per million rows, once per process start "
-        "(and after a FLUSHDB or a Redis restart).",
+        "## Hit latency, Redis next to diskcache",
+        "",
+        f"Real results: {REAL} project photos stylized ({STYLE}, 768 px) through `StylizeService`, once per "
+        f"backend; PNG results of {kib(statistics.mean(r['png']))} on average. *Service* = "
+        "`service.stylize(upload)` in process (read, sha256, lookup; for a fuzzy hit also decode, fit, "
+        "fingerprint and fitting the cached PNG to the upload). *API* = the cache call alone: `lookup_raw` "
+        "(exact) or `lookup` with a ready fingerprint (fuzzy: sync, scan, verify, read).",
+        "",
+        *table("path | diskcache | Redis | Redis / disk", latency, "lllr"),
+        "",
+        *table("once per process or per write | diskcache | Redis", once, "lrr"),
+        "",
+        "Every Redis call is a round trip (here over loopback; add the network's RTT per call on a LAN: an "
+        "exact hit makes 3 calls — resolve the alias, read the value, count the hit; a fuzzy hit 8). A "
+        f"fresh replica loads its index at {FILL / scale['redis']['index_load_ms']:,.0f} rows/ms, so about "
+        f"{1e6 / (FILL / scale['redis']['index_load_ms']) / 1000:.0f} s per million rows, once per process "
+        "start (and after a FLUSHDB or a Redis restart).",
         "",
         "## Replicas and faults",
         "",
-        f"- Stored through replica A, looked up on replica B (index already loaded) right after: **{replicas['kind']}** "
-        f"hit in {replicas['ms']:.2f} ms (B pulls only the new stream entries before the scan).",
+        "- Stored through replica A, looked up on replica B (index already loaded) right after: "
+        f"**{replicas['kind']}** hit in {replicas['ms']:.2f} ms (B pulls only the new stream entries before "
+        "the scan).",
     ]
     for state, found in down.items():
         lines.append(
-            f"- Redis {state}: the first request after the failure spent {found['first']:.1f} ms in the cache, "
-            f"the next {len(found['rest'])} a median of {statistics.median(found['rest']):.3f} ms "
-            f"(p95 {np.percentile(found['rest'], 95):.3f}); healthy={found['healthy']}. Calls fail at once between "
-            "retries (first pause 0.25 s, doubling to 8 s); a frozen server costs one socket timeout (0.5 s)."
+            f"- Redis {state}: the first request after the failure spent {found['first']:.1f} ms in the "
+            f"cache, the next {len(found['rest'])} a median of {statistics.median(found['rest']):.3f} ms "
+            f"(p95 {percentile(found['rest'], 95):.3f}); healthy={found['healthy']}. Calls fail at once "
+            "between retries (first pause 0.25 s, doubling to 8 s); a frozen server costs one socket "
+            "timeout (0.5 s)."
         )
     lines += [
         "",
@@ -343,63 +371,60 @@ def report(
         "",
         f"MEMORY USAGE of the {mem['results']} real results' keys (jemalloc, Redis {redis_version}):",
         "",
-        "| part | bytes |",
-        "|---|---:|",
-        f"| PNG result (the blob, with its JSON envelope) | {mem['blob']:,.0f} |",
-        f"| value hash: blob + row (384 B signature, size, alpha, seq, namespace, alias) + key, incl. allocator "
-        f"rounding | {mem['value_key']:,.0f} (overhead {mem['value_overhead']:,.0f}) |",
-        f"| raw-file alias key | {mem['alias']:,.0f} |",
-        f"| stream entry (pHash + value key), per row, measured at {FILL:,} rows | {stream_row:,.0f} |",
-        f"| **per result** | **{per_result:,.0f}** (overhead over the PNG {overhead:,.0f}) |",
+        *table("part | bytes", parts, "lr"),
         "",
-        "The value hash's overhead over its PNG is mostly jemalloc rounding the PNG up to its size class "
-        "(classes are 4 per power of two, so up to 25 %); the row itself is ~0.5 KB. "
+        "The value hash's overhead over its PNG is its row (mostly the "
+        f"{REFERENCE_SIZE:,} B of signature and tolerances) and jemalloc rounding the PNG up to its size "
+        "class (classes are 4 per power of two, so up to 25 %). "
         f"At {FILL:,} small synthetic entries (64 B values) `used_memory` grew by {small:,.0f} B per entry: "
         "the bookkeeping without a PNG (value hash with its row, alias key, stream entry).",
         "",
         "## Multi-host deployment plan",
         "",
         "**Topology.** N app replicas (`python app.py --cache-url redis://cache-host:6379/0`, or "
-        "`ANIMEGAN_CACHE_URL`) behind any load balancer, no sticky sessions needed: every replica reads and writes "
-        "the same Redis, so a photo stylized through one replica is an exact hit on all of them and its "
-        "re-encodes are fuzzy hits at once (each replica's in-memory pHash index pulls new rows from a Redis stream "
-        "before every look-up). One Redis primary of its own (the cache must not share an instance with other data: "
-        "allkeys-lru may evict any key). Redis Cluster is not supported (Lua scripts touch several keys); use a "
-        "single primary, optionally with a Sentinel-managed replica for fail-over.",
+        "`ANIMEGAN_CACHE_URL`) behind any load balancer, no sticky sessions needed: every replica reads "
+        "and writes the same Redis, so a photo stylized through one replica is an exact hit on all of them "
+        "and its re-encodes are fuzzy hits at once (each replica's in-memory pHash index pulls new rows "
+        "from a Redis stream before every look-up). One Redis primary of its own (the cache must not share "
+        "an instance with other data: allkeys-lru may evict any key). Redis Cluster is not supported (Lua "
+        "scripts touch several keys); use a single primary, optionally with a Sentinel-managed replica for "
+        "fail-over.",
         "",
-        f"**How many replicas.** Hits cost the service ~1 ms (exact) to tens of ms (fuzzy, mostly decoding the "
-        f"upload); a miss runs the model for ~{miss_s:.1f} s at 768 px on a 2-core "
-        "replica, and each replica runs one inference at a time. Size the fleet on misses: replicas ≈ peak new "
-        f"photos per second × {miss_s:.1f} s, rounded up, plus one for hits and for a replica "
-        f"going away (e.g. 1 new photo/s → {math.ceil(miss_s) + 1} replicas of 2 cores). Losing a replica loses "
-        "no cache; losing Redis "
-        "loses no request (replicas serve uncached, then reconnect).",
+        "**How many replicas.** Hits cost the service ~1 ms (exact) to tens of ms (fuzzy, mostly decoding "
+        f"the upload); a miss runs the model for ~{miss_s:.1f} s at 768 px on a 2-core replica, and each "
+        "replica runs one inference at a time by default (`--inference-workers`). Size the fleet on "
+        f"misses: replicas ≈ peak new photos per second × {miss_s:.1f} s, rounded up, plus one for hits and "
+        f"for a replica going away (e.g. 1 new photo/s → {math.ceil(miss_s) + 1} replicas of 2 cores). "
+        "Losing a replica loses no cache; losing Redis loses no request (replicas serve uncached, then "
+        "reconnect).",
         "",
-        f"**Redis memory per million cached results** (from the measurements above): {per_result / 1024:,.0f} KiB "
-        f"per result → **~{per_million_gb:,.0f} GB per million results at 768 px**, of which the PNGs are all but "
-        f"~{index_million_gb:.1f} GB (value/row/alias/stream bookkeeping). RAM is the bill: keep the hot set, not "
-        "everything. `maxmemory` = the RAM you give the cache (e.g. 32 GB ≈ "
-        f"{32e9 / per_result:,.0f} results); leave the host ~25 % above maxmemory for fragmentation, client and "
-        "replication buffers, and the copy-on-write of a snapshot if you enable one. Each replica also holds the "
-        "pHash index in RAM: 17 B per row (~17 MB per million) plus the rows of evicted results until a look-up "
-        "meets them.",
+        "**Redis memory per million cached results** (from the measurements above): "
+        f"{per_result / 1024:,.0f} KiB per result → **~{per_million_gb:,.0f} GB per million results at 768 "
+        f"px**, of which the PNGs are all but ~{index_million_gb:.1f} GB (value/row/alias/stream "
+        "bookkeeping). RAM is the bill: keep the hot set, not everything. `maxmemory` = the RAM you give "
+        f"the cache (e.g. 32 GB ≈ {32e9 / per_result:,.0f} results); leave the host ~25 % above maxmemory "
+        "for fragmentation, client and replication buffers, and the copy-on-write of a snapshot if you "
+        "enable one. Each replica also holds the pHash index in RAM: 17 B per row (~17 MB per million) "
+        "plus the rows of evicted results until a look-up meets them.",
         "",
-        "**Eviction.** `maxmemory-policy allkeys-lru` (the app warns at start otherwise): Redis drops the least "
-        "recently used keys when full, and a result's value and fuzzy row are one key, so they go together; an "
-        "alias or stream entry left behind is deleted the first time a look-up meets it (a miss, never a wrong "
-        "picture). Redis' LRU clock has 1 s resolution, so in a cold burst that fills the budget within seconds "
-        "it can also evict a bookkeeping key: the index stream (fuzzy rows of older results are then lost; "
-        "exact hits still work), the epoch (every replica reloads its index) or the counters (statistics restart). "
-        "TTL: the app's `--ttl` (default 7 days) becomes each key's Redis expiry; streams are trimmed by age.",
+        "**Eviction.** `maxmemory-policy allkeys-lru` (the app warns at start otherwise): Redis drops the "
+        "least recently used keys when full, and a result's value and fuzzy row are one key, so they go "
+        "together; an alias or stream entry left behind is deleted the first time a look-up meets it (a "
+        "miss, never a wrong picture). Redis' LRU clock has 1 s resolution, so in a cold burst that fills "
+        "the budget within seconds it can also evict a bookkeeping key: the index stream (fuzzy rows of "
+        "older results are then lost; exact hits still work), the epoch (every replica reloads its index) "
+        "or the counters (statistics restart). TTL: the app's `--ttl` (default 7 days) becomes each key's "
+        "Redis expiry; streams are trimmed by age.",
         "",
-        '**Persistence.** It is a cache: `save ""` and `appendonly no` (as benchmarked) cost nothing and a restart '
-        "starts cold (replicas notice the new epoch and reload; the model refills the cache). If cold starts are "
-        "expensive (many replicas, high miss cost), enable RDB snapshots (`save 3600 1`) and budget the fork's "
-        "copy-on-write (up to 2x memory under heavy writes); AOF buys nothing for a cache.",
+        '**Persistence.** It is a cache: `save ""` and `appendonly no` (as benchmarked) cost nothing and a '
+        "restart starts cold (replicas notice the new epoch and reload; the model refills the cache). If "
+        "cold starts are expensive (many replicas, high miss cost), enable RDB snapshots (`save 3600 1`) "
+        "and budget the fork's copy-on-write (up to 2x memory under heavy writes); AOF buys nothing for a "
+        "cache.",
         "",
         "**Timeouts and outages.** Socket timeout 0.5 s, connect timeout 0.25 s (override in the URL: "
-        "`?socket_timeout=1`). While Redis is unreachable every call fails at once and one request retries after "
-        "a pause that doubles from 0.25 s to 8 s; `healthy` turns False and the cache panel says why.",
+        "`?socket_timeout=1`). While Redis is unreachable every call fails at once and one request retries "
+        "after a pause that doubles from 0.25 s to 8 s; `healthy` turns False and the cache panel says why.",
         "",
     ]
     return "\n".join(lines)
@@ -407,7 +432,7 @@ def report(
 
 def main() -> None:
     started = time.perf_counter()
-    photos = sorted(PHOTOS.glob("*.jpg"))[:REAL]
+    photos = photo_paths()[:REAL]
     copies = {path: jpeg(path, 75) for path in photos}
     with tempfile.TemporaryDirectory() as work:
         server = Server(Path(work))
@@ -417,9 +442,10 @@ def main() -> None:
             real = {"disk": real_results(Path(work) / "disk", photos, copies)}
             real["redis"] = real_results(server.url, photos, copies)
             mem = redis_bytes(client)
+            like = stored_print(photos[0])
             scale = {
-                "disk": at_scale(Path(work) / "disk", None, real["disk"]),
-                "redis": at_scale(server.url, client, real["redis"]),
+                "disk": at_scale(Path(work) / "disk", None, real["disk"], like),
+                "redis": at_scale(server.url, client, real["redis"], like),
             }
             for found in real.values():
                 found.pop("cache").close()
@@ -431,8 +457,7 @@ def main() -> None:
     text = report(
         machine_info(), redis_version, real, scale, mem, replicas, down, time.perf_counter() - started
     )
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "redis.md").write_text(text)
+    write_result("redis.md", text)
     print(text)
 
 

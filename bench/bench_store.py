@@ -1,10 +1,11 @@
-"""Benchmark of the store's hardening (issue 12): what integrity and bounded resources cost.
+"""Benchmark of the store's hardening: what integrity and bounded resources cost.
 
 Not a test. One run (well under a minute on a 2-core box) writes bench/results/store.md:
 
 * the checksum candidates (CRC-32, Adler-32, BLAKE2b-128, SHA-256) on a result-sized PNG
-  (the project photo whose 768 px PNG is nearest 300 KB; stylized results are ~260 KB), and the exact-hit path (`lookup_raw` on a diskcache store) with the CRC-32
-  check against the same path with the check skipped, interleaved in the same run;
+  (the project photo whose 768 px PNG is nearest 300 KB; stylized results are ~260 KB),
+  and the exact-hit path (`lookup_raw` on a diskcache store) with the CRC-32 check against
+  the same path with the check skipped, interleaved in the same run;
 * disk use (what `du` counts: SQLite file, WAL, SHM, value files and their folders) after
   every one of 40 PNGs (the project photos at 512 px, result-sized) put into a 2 MB budget;
 * open descriptors on cache.db after each of four bursts of six long misses;
@@ -17,35 +18,20 @@ Usage: .venv/bin/python -m bench.bench_store   (ANIMEGAN_PHOTOS_DIR overrides th
 from __future__ import annotations
 
 import hashlib
-import io
-import os
 import statistics
-import sys
 import tempfile
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
+from bench.common import encoded, machine_line, photo_paths, round_robin, table, write_result
+from cache_store import Fingerprint, ResultCache, envelope, result_cache
+from tests.cache_support import disk_usage, open_files, synthetic_fingerprint, value_files, value_for
 
-from cache_support import disk_usage, open_files, synthetic_fingerprint, value_files, value_for  # noqa: E402
-
-from bench.e2e_markdown import machine_line  # noqa: E402
-from bench.machine import machine_info  # noqa: E402
-from cache_store import (  # noqa: E402
-    Fingerprint,
-    ResultCache,
-    envelope,
-    result_cache,
-)
-
-RESULTS = REPO / "bench" / "results"
-PHOTOS = Path(os.environ.get("ANIMEGAN_PHOTOS_DIR") or REPO.parent / "shared" / "photos")
 NS = "bench|store|v1"
 SIDE = 768
 BUDGET_SIDE = 512
@@ -54,23 +40,16 @@ PER_ROUND = 40
 
 
 def png_of(path: Path, side: int = SIDE) -> tuple[Image.Image, bytes]:
-    image = Image.open(path).convert("RGB")
+    with Image.open(path) as source:
+        image = source.convert("RGB")
     image.thumbnail((side, side), Image.Resampling.LANCZOS)
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG", compress_level=3)  # as the service stores results
-    return image, buffer.getvalue()
+    return image, encoded(image, "PNG", compress_level=3)  # as the service stores results
 
 
-def interleaved(actions: dict[str, callable]) -> dict[str, float]:
+def interleaved(actions: dict[str, Callable[[], object]]) -> dict[str, float]:
     """Median microseconds per call of each action, measured round-robin (load bursts hit all)."""
-    samples: dict[str, list[float]] = {name: [] for name in actions}
-    for _ in range(ROUNDS):
-        for name, action in actions.items():
-            started = time.perf_counter()
-            for _ in range(PER_ROUND):
-                action()
-            samples[name].append((time.perf_counter() - started) / PER_ROUND * 1e6)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    samples = round_robin(actions, ROUNDS, PER_ROUND)
+    return {name: 1000 * statistics.median(values) for name, values in samples.items()}
 
 
 def unchecked_unpack(blob: bytes):
@@ -177,8 +156,35 @@ def expiry(workdir: Path) -> dict[str, float]:
 
 
 def report(info: str, value_size: int, sums: dict, hits: dict, disk: dict, fds: list[int], exp: dict) -> str:
-    crc, cost = sums["CRC-32 (zlib)"], hits["with CRC-32"] - hits["check skipped"]
-    limit = disk["limit"]
+    checked, skipped = hits["with CRC-32"], hits["check skipped"]
+    worst, limit = max(disk["usage"]), disk["limit"]
+    summary = [
+        (
+            f"CRC-32 of a {value_size / 1000:.0f} KB PNG result",
+            f"{sums['CRC-32 (zlib)']:.0f} µs (SHA-256 {sums['SHA-256']:.0f} µs, "
+            f"BLAKE2b {sums['BLAKE2b-128']:.0f} µs)",
+            "cheap",
+        ),
+        (
+            "exact hit (`lookup_raw`), with the check vs skipped",
+            f"{checked:.0f} µs vs {skipped:.0f} µs (+{checked - skipped:.0f} µs, "
+            f"{100 * (checked - skipped) / skipped:+.0f} %)",
+            "cheap",
+        ),
+        (
+            "disk use with a 2 MB budget over 40 results, worst",
+            f"{worst / 2**20:.2f} MB ({100 * worst / limit:.0f} % of the budget)",
+            "≤ 110 %",
+        ),
+        ("open descriptors on cache.db: idle, then after each of 4 bursts", ", ".join(map(str, fds)), "flat"),
+        (
+            "expired results on disk after their TTL (1 s sweep interval, no traffic)",
+            f"{exp['after_expiry_s']:.2f} s",
+            "≤ 1 sweep interval",
+        ),
+    ]
+    candidates = [(name, f"{us:.0f}", f"{value_size / us / 1000:.2f}") for name, us in sums.items()]
+    sizes = f"{min(disk['sizes']) / 1000:.0f}-{max(disk['sizes']) / 1000:.0f} KB"
     lines = [
         "# Store hardening: integrity and bounded resources",
         "",
@@ -186,36 +192,24 @@ def report(info: str, value_size: int, sums: dict, hits: dict, disk: dict, fds: 
         "",
         "## Summary",
         "",
-        "| what | measured | goal |",
-        "|---|---|---|",
-        f"| CRC-32 of a {value_size / 1000:.0f} KB PNG result | {crc:.0f} µs "
-        f"(SHA-256 {sums['SHA-256']:.0f} µs, BLAKE2b {sums['BLAKE2b-128']:.0f} µs) | cheap |",
-        f"| exact hit (`lookup_raw`), with the check vs skipped | {hits['with CRC-32']:.0f} µs vs "
-        f"{hits['check skipped']:.0f} µs (+{cost:.0f} µs, {100 * cost / hits['check skipped']:+.0f} %) | cheap |",
-        f"| disk use with a 2 MB budget over 40 results, worst | {max(disk['usage']) / 2**20:.2f} MB "
-        f"({100 * max(disk['usage']) / limit:.0f} % of the budget) | ≤ 110 % |",
-        f"| open descriptors on cache.db: idle, then after each of 4 bursts | {', '.join(map(str, fds))} | flat |",
-        f"| expired results on disk after their TTL (1 s sweep interval, no traffic) | "
-        f"{exp['after_expiry_s']:.2f} s | ≤ 1 sweep interval |",
+        *table("what | measured | goal", summary),
         "",
         "## Checksum candidates",
         "",
         f"Median of {ROUNDS} rounds of {PER_ROUND} calls each, round-robin, on a {value_size:,}-byte PNG "
         f"(a project photo at {SIDE} px, compress level 3, as results are stored).",
         "",
-        "| checksum | µs | GB/s |",
-        "|---|---:|---:|",
-        *(f"| {name} | {us:.0f} | {value_size / us / 1000:.2f} |" for name, us in sums.items()),
+        *table("checksum | µs | GB/s", candidates, "lrr"),
         "",
         "CRC-32 is the cheapest that catches truncation and flipped bits (what a power loss",
         "leaves); it is not a seal against someone who can write the store, and need not be.",
         "",
         "## Disk use under a 2 MB budget",
         "",
-        f"40 project photos as {BUDGET_SIDE} px PNGs ({min(disk['sizes']) / 1000:.0f}-{max(disk['sizes']) / 1000:.0f} KB), "
+        f"40 project photos as {BUDGET_SIDE} px PNGs ({sizes}), "
         "each put and then read once. Disk use is what `du` counts after each put.",
         "",
-        f"- worst {max(disk['usage']):,} B, last {disk['usage'][-1]:,} B, budget {limit:,} B; "
+        f"- worst {worst:,} B, last {disk['usage'][-1]:,} B, budget {limit:,} B; "
         f"{disk['entries']} results kept; the cache panel reports {disk['reported']:,} B",
         f"- SQLite files at the end: {', '.join(f'{k} {v:,} B' for k, v in disk['files'].items())}",
         f"- after each put (KB): {', '.join(str(round(u / 1024)) for u in disk['usage'])}",
@@ -225,9 +219,9 @@ def report(info: str, value_size: int, sums: dict, hits: dict, disk: dict, fds: 
 
 
 def main() -> None:
-    photos = sorted(PHOTOS.glob("*.jpg"))
+    photos = photo_paths()
     image, value = min((png_of(path) for path in photos), key=lambda pair: abs(len(pair[1]) - 300_000))
-    info = machine_line(machine_info())
+    info = machine_line()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         sums = checksums(value)
@@ -236,8 +230,7 @@ def main() -> None:
         fds = open_descriptors(workdir)
         exp = expiry(workdir)
     text = report(info, len(value), sums, hits, disk, fds, exp)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "store.md").write_text(text)
+    write_result("store.md", text)
     print(text)
 
 

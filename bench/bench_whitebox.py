@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
-import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +25,7 @@ from PIL import Image
 
 from animegan.generator import AnimeGANv2Generator
 from animegan.whitebox import SIZE_MULTIPLE, WhiteboxGenerator
-
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_WEIGHTS = REPO.parent / "shared" / "weights"
-DEFAULT_PHOTO = REPO.parent / "shared" / "photos" / "scene_bryandlee_1.jpg"
-RESULTS = REPO / "bench" / "results" / "whitebox.md"
+from bench.common import machine_line, photos_dir, round_robin, table, weights_dir, write_result
 
 MODELS: dict[str, tuple[Callable[[], torch.nn.Module], str]] = {
     "whitebox": (WhiteboxGenerator, "whitebox_cartoon_pytorch.pt"),
@@ -38,6 +33,7 @@ MODELS: dict[str, tuple[Callable[[], torch.nn.Module], str]] = {
 }
 PRECISIONS = ("fp32", "bf16+channels_last")
 SIDES = (512, 1024)
+PHOTO = "scene_bryandlee_1.jpg"
 
 
 def _load(factory: Callable[[], torch.nn.Module], path: Path, precision: str) -> torch.nn.Module:
@@ -50,10 +46,11 @@ def _load(factory: Callable[[], torch.nn.Module], path: Path, precision: str) ->
 
 
 def _input(photo: Path, side: int, precision: str) -> torch.Tensor:
-    img = Image.open(photo).convert("RGB")
+    with Image.open(photo) as source:
+        img = source.convert("RGB")
     scale = side / max(img.size)
     w, h = (int(d * scale) // SIZE_MULTIPLE * SIZE_MULTIPLE for d in img.size)
-    arr = np.asarray(img.resize((w, h), Image.BICUBIC), dtype=np.float32) / 127.5 - 1.0
+    arr = np.asarray(img.resize((w, h), Image.Resampling.BICUBIC), dtype=np.float32) / 127.5 - 1.0
     x = torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
     if precision == "fp32":
         return x
@@ -66,76 +63,82 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return 10.0 * float(np.log10(4.0 / mse))
 
 
-def _cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
+def measure(weights: Path, photo: Path, repeats: int) -> dict:
+    """Median seconds per (model, precision, side), bf16-vs-fp32 PSNR per (model, side), and
+    the input sizes (H, W) per side."""
+    nets = {
+        (model, prec): _load(factory, weights / filename, prec)
+        for model, (factory, filename) in MODELS.items()
+        for prec in PRECISIONS
+    }
+    seconds: dict[tuple[str, str, int], float] = {}
+    psnr: dict[tuple[str, int], float] = {}
+    shapes: dict[int, tuple[int, ...]] = {}
+    with torch.inference_mode():
+        for side in SIDES:
+            inputs = {prec: _input(photo, side, prec) for prec in PRECISIONS}
+            shapes[side] = tuple(inputs["fp32"].shape[-2:])
+            outputs = {key: net(inputs[key[1]]) for key, net in nets.items()}  # warm-up
+            for model in MODELS:
+                psnr[model, side] = _psnr(outputs[model, PRECISIONS[1]], outputs[model, "fp32"])
+            runs = {key: partial(net, inputs[key[1]]) for key, net in nets.items()}
+            for key, ms in round_robin(runs, repeats).items():
+                seconds[(*key, side)] = statistics.median(ms) / 1000
+    return {"seconds": seconds, "psnr": psnr, "shapes": shapes}
+
+
+def report(found: dict, photo: Path, repeats: int, threads: int, load: tuple[float, float]) -> str:
+    med, psnr = found["seconds"], found["psnr"]
+    rows = []
+    for side in SIDES:
+        hayao = {prec: med["animeganv2 hayao", prec, side] for prec in PRECISIONS}
+        for model in MODELS:
+            fp32, bf16 = med[model, "fp32", side], med[model, PRECISIONS[1], side]
+            rows.append(
+                (
+                    side,
+                    model,
+                    f"{fp32:.3f}",
+                    f"{bf16:.3f}",
+                    f"{fp32 / bf16:.2f}x",
+                    f"{psnr[model, side]:.1f}",
+                    f"{fp32 / hayao['fp32']:.2f}",
+                    f"{bf16 / hayao[PRECISIONS[1]]:.2f}",
+                )
+            )
+    header = (
+        "longest side | model | fp32 s | bf16+CL s | bf16 speed-up | bf16 PSNR dB | fp32 time / hayao's | "
+        "bf16 time / hayao's"
+    )
+    lines = [
+        "# White-box vs AnimeGANv2: cache-miss latency (generator forward only)",
+        "",
+        f"- Machine: {machine_line()}; {threads} torch threads",
+        f"- Load average before/after: {load[0]:.2f} / {load[1]:.2f} (a shared box; variants ran "
+        "round-robin)",
+        f"- Input: `{photo.name}` scaled to "
+        + ", ".join(f"{w}x{h}" for h, w in found["shapes"].values())
+        + f" (W x H); median of {repeats} runs after one warm-up; no tiling.",
+        "- PSNR: bf16+channels_last output vs fp32 output of the same model, on [-1, 1].",
+        "",
+        *table(header, rows),
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    weights_default = Path(os.environ.get("ANIMEGAN_WEIGHTS_DIR") or DEFAULT_WEIGHTS)
-    parser.add_argument("--weights-dir", type=Path, default=weights_default)
-    parser.add_argument("--photo", type=Path, default=DEFAULT_PHOTO)
+    parser.add_argument("--weights-dir", type=Path, default=weights_dir())
+    parser.add_argument("--photo", type=Path, default=photos_dir() / PHOTO)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-
-    nets = {
-        (model, prec): _load(factory, args.weights_dir / filename, prec)
-        for model, (factory, filename) in MODELS.items()
-        for prec in PRECISIONS
-    }
-    timings: dict[tuple[str, str, int], list[float]] = {key + (side,): [] for key in nets for side in SIDES}
-    psnr: dict[tuple[str, int], float] = {}
-    shapes: dict[int, tuple[int, int]] = {}
     load_before = os.getloadavg()[0]
-
-    with torch.inference_mode():
-        for side in SIDES:
-            inputs = {prec: _input(args.photo, side, prec) for prec in PRECISIONS}
-            shapes[side] = tuple(inputs["fp32"].shape[-2:])
-            outputs = {key: net(inputs[key[1]]) for key, net in nets.items()}  # warm-up
-            for model in MODELS:
-                bf16, fp32 = outputs[(model, PRECISIONS[1])], outputs[(model, "fp32")]
-                psnr[(model, side)] = _psnr(bf16, fp32)
-            for _ in range(args.repeats):
-                for key, net in nets.items():
-                    start = time.perf_counter()
-                    net(inputs[key[1]])
-                    timings[key + (side,)].append(time.perf_counter() - start)
-
-    med = {key: statistics.median(v) for key, v in timings.items()}
-    lines = [
-        "# White-box vs AnimeGANv2: cache-miss latency (generator forward only)",
-        "",
-        f"- Machine: {_cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
-        f"{args.threads} torch threads, Python {platform.python_version()}",
-        f"- Load average before/after: {load_before:.2f} / {os.getloadavg()[0]:.2f} "
-        "(a shared box; variants ran round-robin)",
-        f"- Input: `{args.photo.name}` scaled to "
-        + ", ".join(f"{w}x{h}" for h, w in shapes.values())
-        + f" (W x H); median of {args.repeats} runs after one warm-up; no tiling.",
-        "- PSNR: bf16+channels_last output vs fp32 output of the same model, on [-1, 1].",
-        "",
-        "| longest side | model | fp32 s | bf16+CL s | bf16 speed-up | bf16 PSNR dB |"
-        " fp32 time / hayao's | bf16 time / hayao's |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for side in SIDES:
-        hayao = {prec: med[("animeganv2 hayao", prec, side)] for prec in PRECISIONS}
-        for model in MODELS:
-            fp32, bf16 = med[(model, "fp32", side)], med[(model, PRECISIONS[1], side)]
-            lines.append(
-                f"| {side} | {model} | {fp32:.3f} | {bf16:.3f} | {fp32 / bf16:.2f}x | "
-                f"{psnr[(model, side)]:.1f} | {fp32 / hayao['fp32']:.2f} | "
-                f"{bf16 / hayao[PRECISIONS[1]]:.2f} |"
-            )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    found = measure(args.weights_dir, args.photo, args.repeats)
+    text = report(found, args.photo, args.repeats, args.threads, (load_before, os.getloadavg()[0]))
+    write_result("whitebox.md", text)
+    print(text, end="")
 
 
 if __name__ == "__main__":

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import statistics
 import threading
+from functools import partial
 from pathlib import Path
 
-from bench import workloads
-from bench.e2e_apps import Call, call, client, noop_app, real_app
-from bench.e2e_stats import summary
+from bench.common import summary
+from bench.e2e import workloads
+from bench.e2e.apps import Call, call, client, noop_app, real_app
 
 WARM_UP_CALLS = 3
 
@@ -37,7 +38,7 @@ def latency_per_outcome(
     """Misses, exact and fuzzy hits vs no-op round trips (app defaults), then identical bursts.
 
     Each photo is uploaded as a 1200 px JPEG (a miss), then again (exact), and as a 0.8x
-    WebP of it (the near-duplicate case of the issue); the no-op app gets the same files.
+    WebP of it (a smaller re-encode of a photo stylized before); the no-op app gets the same files.
     """
     uploads = work / "uploads-latency"
     pairs = [workloads.write(workloads.large_and_reduced(p), uploads) for p in photos]
@@ -64,14 +65,14 @@ def latency_per_outcome(
                 )
             for i in range(repeats):
                 photo, copy = originals[i % len(originals)], fuzzy_copies[i % len(fuzzy_copies)]
-                pairs = [
-                    ("exact", lambda: call(real, photo, "exact")),
-                    ("noop", lambda: call(noop, photo, "noop")),
-                    ("noop_sized", lambda: call(noop, photo, "noop_sized", api_name="/stylize_sized")),
-                    ("fuzzy", lambda: call(real, copy, "fuzzy")),
-                    ("noop_fuzzy", lambda: call(noop, copy, "noop_fuzzy")),
+                steps = [
+                    ("exact", partial(call, real, photo, "exact")),
+                    ("noop", partial(call, noop, photo, "noop")),
+                    ("noop_sized", partial(call, noop, photo, "noop_sized", api_name="/stylize_sized")),
+                    ("fuzzy", partial(call, real, copy, "fuzzy")),
+                    ("noop_fuzzy", partial(call, noop, copy, "noop_fuzzy")),
                 ]
-                for label, run in pairs[:: 1 if i % 2 else -1]:  # alternate the order each round
+                for label, run in steps[:: 1 if i % 2 else -1]:  # alternate the order each round
                     calls[label].append(run())
         bursts = identical_bursts(app.url, burst_photos, burst_clients)
     return {**_latency_report(calls), "bursts": bursts}
@@ -124,7 +125,7 @@ def _latency_report(calls: dict[str, list[Call]]) -> dict:
 
 def _paired(calls: list[Call], floors: list[Call]) -> float | None:
     """Median of per-round differences (ms) between two series called in the same rounds."""
-    diffs = [c.ms - f.ms for c, f in zip(calls, floors) if not c.error and not f.error]
+    diffs = [c.ms - f.ms for c, f in zip(calls, floors, strict=True) if not c.error and not f.error]
     return statistics.median(diffs) if diffs else None
 
 
@@ -135,15 +136,9 @@ def identical_bursts(url: str, photos: list[Path], clients: int) -> list[dict]:
     for photo in photos:
         barrier = threading.Barrier(clients)
         calls: list[Call] = []
-        lock = threading.Lock()
-
-        def one(user) -> None:
-            barrier.wait(timeout=60)
-            record = call(user, photo, "burst")
-            with lock:
-                calls.append(record)
-
-        threads = [threading.Thread(target=one, args=(u,), daemon=True) for u in users]
+        threads = [
+            threading.Thread(target=_burst_call, args=(u, photo, barrier, calls), daemon=True) for u in users
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -161,3 +156,9 @@ def identical_bursts(url: str, photos: list[Path], clients: int) -> list[dict]:
             }
         )
     return results
+
+
+def _burst_call(user, photo: Path, barrier: threading.Barrier, calls: list[Call]) -> None:
+    """One user of a burst: waits for the others, then uploads; its answer joins `calls`."""
+    barrier.wait(timeout=60)
+    calls.append(call(user, photo, "burst"))  # list.append is atomic

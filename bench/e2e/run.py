@@ -1,14 +1,14 @@
-"""End-to-end benchmark and load test of the app (issue #5): runs the parts, writes the results.
+"""End-to-end benchmark and load test of the app: runs the parts, writes the results.
 
 Parts (each bounded in count and time; servers only on 127.0.0.1, always stopped):
 
 * latency: round trip per outcome through the real app next to a no-op Gradio app, and
-  identical uploads from 8 clients at once (bench/e2e_latency.py);
-* load: hit latency while clients keep the model busy, idle vs busy (bench/e2e_load.py);
-* mixed: 16 clients x 20 mixed requests, every answer checked (bench/e2e_load.py);
+  identical uploads from 8 clients at once (bench/e2e/latency.py);
+* load: hit latency while clients keep the model busy, idle vs busy (bench/e2e/load.py);
+* mixed: 16 clients x 20 mixed requests, every answer checked (bench/e2e/load.py);
 * replay: the seed's replay workload in process, no cache vs gr.cache vs seed-style vs
-  ours, with look-alikes and a restart (bench/e2e_replay.py);
-* curves: look-up time vs entries and recall / false hits vs threshold (bench/e2e_cache_curves.py).
+  ours, with look-alikes and a restart (bench/e2e/replay.py);
+* curves: look-up time vs entries and recall / false hits vs threshold (bench/e2e/curves.py).
 
 Run: ``python -m bench.e2e [--parts latency,load,...] [--quick]``; `python -m bench` runs it
 with the other benchmarks. Writes bench/results/e2e.{json,md} and e2e_*.png.
@@ -26,10 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import workloads
-from bench.machine import machine_info
+from bench.common import RESULTS, machine_info, photo_paths, weights_dir
 
-RESULTS = Path(__file__).resolve().parent / "results"
 PARTS = ("latency", "load", "mixed", "replay", "curves")
 #: Run only when asked (`--parts load_one_thread`): the load test with the app under
 #: OMP_NUM_THREADS=1, to see whether leaving a core to the web server helps hits.
@@ -70,10 +68,10 @@ def pick(photos: list[Path], prefix: str, count: int, skip: int = 0) -> list[Pat
 
 
 def run_parts(parts: list[str], plan: Plan) -> dict:
-    from bench import e2e_cache_curves, e2e_latency, e2e_load, e2e_replay
+    from bench.e2e import curves, latency, load, replay
 
-    photos = workloads.photo_paths()
-    weights = workloads.weights_dir()
+    photos = photo_paths()
+    weights = weights_dir()
     work = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
     faces, scenes = "face_", "scene_animeganv3_"
     # Two thirds portraits (small), one third 1024 px scenes: the model's cost spans both.
@@ -82,8 +80,8 @@ def run_parts(parts: list[str], plan: Plan) -> dict:
         photos, scenes, scene_count, skip=6
     )
 
-    def load(env: dict[str, str] | None) -> dict:
-        return e2e_load.hits_under_load(
+    def under_load(env: dict[str, str] | None) -> dict:
+        return load.hits_under_load(
             work,
             weights,
             pick(photos, faces, 6),
@@ -95,7 +93,7 @@ def run_parts(parts: list[str], plan: Plan) -> dict:
         )
 
     jobs: dict[str, Callable[[], dict]] = {
-        "latency": lambda: e2e_latency.latency_per_outcome(
+        "latency": lambda: latency.latency_per_outcome(
             work,
             weights,
             pick(photos, scenes, 6),
@@ -103,15 +101,15 @@ def run_parts(parts: list[str], plan: Plan) -> dict:
             pick(photos, "scene_bryandlee_", 3),
             plan.burst_clients,
         ),
-        "load": lambda: load(None),
-        "load_one_thread": lambda: load({"OMP_NUM_THREADS": "1"}),
-        "mixed": lambda: e2e_load.mixed_clients(
+        "load": lambda: under_load(None),
+        "load_one_thread": lambda: under_load({"OMP_NUM_THREADS": "1"}),
+        "mixed": lambda: load.mixed_clients(
             work, weights, pick(photos, faces, 8), plan.mixed_clients, plan.mixed_per_client
         ),
-        "replay": lambda: e2e_replay.measure(replay_photos, replay_photos, _default_max_side(), weights),
+        "replay": lambda: replay.measure(replay_photos, replay_photos, _default_max_side(), weights),
         "curves": lambda: {
-            "scan": e2e_cache_curves.scan_time(list(plan.scan_sizes)),
-            "sweep": e2e_cache_curves.threshold_sweep(
+            "scan": curves.scan_time(list(plan.scan_sizes)),
+            "sweep": curves.threshold_sweep(
                 photos[:: max(1, len(photos) // plan.sweep_photos)], list(range(17)), _default_max_side()
             ),
         },
@@ -143,7 +141,9 @@ def _default_max_side() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="End-to-end benchmark and load test of the app.")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.e2e", description="End-to-end benchmark and load test of the app."
+    )
     parser.add_argument(
         "--parts",
         default=",".join(PARTS),
@@ -164,8 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     previous = json.loads(path.read_text()) if path.exists() else {}
     merged = {**previous, **results, "runs": {**previous.get("runs", {}), **results["runs"]}}
     path.write_text(json.dumps(merged, indent=1, default=str))
-    from bench.e2e_markdown import write_markdown
-    from bench.e2e_plots import write_plots
+    from bench.e2e.markdown import write_markdown
+    from bench.e2e.plots import write_plots
 
     write_plots(merged, RESULTS)
     write_markdown(merged, RESULTS / "e2e.md")

@@ -2,7 +2,7 @@
 
 Both tests run the app with a small model input (--max-side 256) so that a miss costs a
 few tenths of a second and the whole run takes a couple of minutes. Every loop is bounded
-by a count and a deadline, and every call by a timeout (bench/e2e_apps.py).
+by a count and a deadline, and every call by a timeout (bench/e2e/apps.py).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bench import workloads
-from bench.e2e_apps import Call, call, client, noop_app, real_app
-from bench.e2e_stats import summary
+from bench.common import summary
+from bench.e2e import workloads
+from bench.e2e.apps import Call, call, client, noop_app, real_app
 
 LOAD_MAX_SIDE = "256"
 LOAD_DEADLINE_S = 120.0
@@ -55,7 +55,7 @@ def hits_under_load(
     copies = [
         workloads.write(workloads.jpeg_quality_copies(p, range(95, 95 - needed, -1)), uploads) for p in cached
     ]
-    fresh = iter([path for round_ in zip(*copies) for path in round_])
+    fresh = iter([path for round_ in zip(*copies, strict=True) for path in round_])
 
     def hit_plan() -> list[Path]:  # alternately a byte-identical re-upload and a new re-encode
         return [cached[i % len(cached)] if i % 2 == 0 else next(fresh) for i in range(per_phase)]
@@ -74,6 +74,17 @@ def hits_under_load(
                 return path, "/stylize"
             return used[next(regenerated) % len(used)], "/regenerate"
 
+    def keep_busy(user, stop: threading.Event, round_calls: list[Call]) -> None:
+        """Keep the model busy with new pictures until `stop` (or the deadline)."""
+        deadline = time.monotonic() + LOAD_DEADLINE_S
+        for _ in range(1_000):
+            if stop.is_set() or time.monotonic() > deadline:
+                return
+            path, api = next_load()
+            record = call(user, path, "load", api_name=api)
+            with lock:
+                round_calls.append(record)
+
     idle: list[Call] = []
     busy: list[Call] = []
     load_calls: list[Call] = []
@@ -87,20 +98,13 @@ def hits_under_load(
             stop = threading.Event()
             round_calls: list[Call] = []
 
-            def keep_busy(user) -> None:
-                deadline = time.monotonic() + LOAD_DEADLINE_S
-                for _ in range(1_000):
-                    if stop.is_set() or time.monotonic() > deadline:
-                        return
-                    path, api = next_load()
-                    record = call(user, path, "load", api_name=api)
-                    with lock:
-                        round_calls.append(record)
-
-            threads = [threading.Thread(target=keep_busy, args=(u,), daemon=True) for u in loaders]
+            threads = [
+                threading.Thread(target=keep_busy, args=(u, stop, round_calls), daemon=True) for u in loaders
+            ]
             for t in threads:
                 t.start()
-            _wait_for(lambda: len(round_calls) >= 1, timeout=60)  # the model is now running and queued
+            # Once a load call has come back, the model is running with misses queued.
+            _wait_for(lambda started=round_calls: len(started) >= 1, timeout=60)
             window_start = time.monotonic()
             busy += _hit_phase(hitters, [hit_plan() for _ in hitters])
             windows.append((window_start, time.monotonic()))
@@ -164,7 +168,7 @@ def _hit_phase(users: list[tuple], plans: list[list[Path]]) -> list[Call]:
                 calls.extend(records)
 
     _run_all(
-        [threading.Thread(target=run, args=(u, p), daemon=True) for u, p in zip(users, plans)],
+        [threading.Thread(target=run, args=(u, p), daemon=True) for u, p in zip(users, plans, strict=True)],
         timeout=LOAD_DEADLINE_S,
     )
     return calls
@@ -201,7 +205,7 @@ def mixed_clients(
     uploads = work / "uploads-mixed"
     requests = workloads.requests_for(sources, workloads.MILD)
     paths = workloads.write(requests, uploads)
-    items = list(zip(requests, paths))
+    items = list(zip(requests, paths, strict=True))
     rng = random.Random(seed)
     plans = [[rng.choice(items) for _ in range(per_client)] for _ in range(clients)]
     with real_app(work, weights_dir, "--max-side", LOAD_MAX_SIDE) as app:
@@ -222,7 +226,10 @@ def mixed_clients(
 
         started = time.monotonic()
         _run_all(
-            [threading.Thread(target=run, args=(u, p), daemon=True) for u, p in zip(users, plans)],
+            [
+                threading.Thread(target=run, args=(u, p), daemon=True)
+                for u, p in zip(users, plans, strict=True)
+            ],
             timeout=LOAD_DEADLINE_S + 60,
         )
         elapsed = time.monotonic() - started

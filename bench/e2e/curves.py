@@ -11,18 +11,22 @@ bench/bench_cache.py (results/cache.md) measures the cache alone in more depth.
 
 from __future__ import annotations
 
-import random
 import statistics
 import tempfile
-import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import imagehash
+import numpy as np
 
-from bench import workloads
-from bench.seed_baseline import SEED_THRESHOLD, SeedStyleCache
+from bench.common import filler_fingerprint, timed
+from bench.e2e import workloads
+from bench.e2e.seed_baseline import SEED_THRESHOLD, SeedStyleCache
 
 NAMESPACE = "bench|curves"
+T = TypeVar("T")
 
 
 def _fingerprint(data: bytes, max_side: int):
@@ -32,25 +36,11 @@ def _fingerprint(data: bytes, max_side: int):
     return Fingerprint.of(open_image(data).fit(max_side).rgb, raw_sha=Fingerprint.raw_key(data))
 
 
-def _random_fingerprint(rng: random.Random):
-    from cache_store import Fingerprint
-
-    return Fingerprint(
-        pixel_sha=rng.randbytes(32).hex(),
-        phash=rng.getrandbits(64),
-        signature=rng.randbytes(384),
-        width=768,
-        height=512,
-        has_alpha=False,
-        raw_sha=rng.randbytes(32).hex(),
-    )
-
-
 def scan_time(sizes: list[int], queries: int = 30, seed: int = 1) -> dict:
     """Median ms of a non-matching look-up at each size, ours vs seed-style."""
     from cache_store import ResultCache
 
-    rng = random.Random(seed)
+    rng = np.random.default_rng(seed)
     ours_ms, seed_ms = [], []
     with tempfile.TemporaryDirectory(prefix="bench-scan-") as work:
         cache = ResultCache(Path(work) / "ours", ttl=0)
@@ -59,13 +49,13 @@ def scan_time(sizes: list[int], queries: int = 30, seed: int = 1) -> dict:
         for size in sizes:
             rows = []
             for _ in range(size - filled):
-                fp = _random_fingerprint(rng)
+                fp = filler_fingerprint(rng)
                 cache.put(NAMESPACE, fp, b"x" * 64, {})
                 rows.append((str(imagehash.hex_to_hash(f"{fp.phash:016x}")), b"x" * 64))
             seed_cache.put_many(rows)
             filled = size
-            probes = [_random_fingerprint(rng) for _ in range(queries)]  # ~32 bits from any row
-            ours_ms.append(_median_ms(lambda fp: cache.lookup(NAMESPACE, fp), probes))
+            probes = [filler_fingerprint(rng) for _ in range(queries)]  # ~32 bits from any row
+            ours_ms.append(_median_ms(partial(cache.lookup, NAMESPACE), probes))
             hashes = [imagehash.hex_to_hash(f"{fp.phash:016x}") for fp in probes]
             seed_ms.append(_median_ms(seed_cache.lookup, hashes))
         cache.close()
@@ -73,13 +63,9 @@ def scan_time(sizes: list[int], queries: int = 30, seed: int = 1) -> dict:
     return {"sizes": sizes, "ours_ms": ours_ms, "seed_ms": seed_ms}
 
 
-def _median_ms(fn, items) -> float:
-    times = []
-    for item in items:
-        start = time.perf_counter()
-        fn(item)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+def _median_ms(fn: Callable[[T], object], items: list[T]) -> float:
+    """Median ms of one call of `fn` per item."""
+    return statistics.median(timed(partial(fn, item))[0] for item in items)
 
 
 def threshold_sweep(photos: list[Path], thresholds: list[int], max_side: int) -> dict:

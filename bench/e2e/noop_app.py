@@ -8,7 +8,7 @@ SSE, output file serving and download. The handler returns a fixed PNG path at o
 sending a full-size result back is seen apart. A cache hit in the real app is compared
 with this in the same run.
 
-Run: ``python -m bench.noop_app --port P [--reply PNG]`` (127.0.0.1 only).
+Run: ``python -m bench.e2e.noop_app --port P [--reply PNG]`` (127.0.0.1 only).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ max_side, model, PNG encode), so only the caching differs:
 * no cache;
 * Gradio's own `gr.cache`, keyed on the decoded picture as `gr.Image(type="pil")` hands it
   over (pixels hashed, so a PNG re-save of the same pixels would hit; a re-encode never does);
-* the seed-style cache (bench/seed_baseline.py): pHash rows in SQLite, linear scan, no check;
+* the seed-style cache (bench/e2e/seed_baseline.py): pHash rows in SQLite, linear scan, no check;
 * ours: `StylizeService(ResultCache(...))`.
 
 Ground truth: every request knows its source photo. A hit's output is matched to the
@@ -30,10 +30,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bench import workloads
-from bench.e2e_stats import percentile
-from bench.seed_baseline import SeedStyleCache
-from bench.workloads import Request
+from bench.common import percentile
+from bench.e2e import workloads
+from bench.e2e.seed_baseline import SeedStyleCache
+from bench.e2e.workloads import Request
 
 STYLE = "hayao"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -98,15 +99,20 @@ def threshold_plot(sweep: dict, path: Path) -> None:
     _save(fig, path)
 
 
+#: (part of the results, file, how to draw it from the whole results dict).
+PLOTS: tuple[tuple[str, str, Callable[[dict, Path], None]], ...] = (
+    ("latency", "e2e_latency.png", lambda results, path: latency_plot(results["latency"], path)),
+    ("load", "e2e_load.png", load_plot),
+    ("curves", "e2e_scan.png", lambda results, path: scan_plot(results["curves"]["scan"], path)),
+    ("curves", "e2e_threshold.png", lambda results, path: threshold_plot(results["curves"]["sweep"], path)),
+)
+
+
 def write_plots(results: dict, folder: Path) -> list[Path]:
+    """One PNG per plot whose part is in `results`; returns their paths."""
     written = []
-    for key, name, draw in (
-        ("latency", "e2e_latency.png", lambda r: latency_plot(r, folder / name)),
-        ("load", "e2e_load.png", lambda r: load_plot(results, folder / name)),
-        ("curves", "e2e_scan.png", lambda r: scan_plot(r["scan"], folder / name)),
-        ("curves", "e2e_threshold.png", lambda r: threshold_plot(r["sweep"], folder / name)),
-    ):
+    for key, name, draw in PLOTS:
         if key in results:
-            draw(results[key])
+            draw(results, folder / name)
             written.append(folder / name)
     return written

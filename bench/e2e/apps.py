@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from bench.common import REPO
+
 CALL_TIMEOUT_S = 120.0
 START_TIMEOUT_S = 180.0
 
@@ -58,7 +59,7 @@ def serve(args: list[str], workdir: Path, env: dict[str, str] | None = None) -> 
     """Run `python <args> --port P` from the repo root; yield it once it answers; stop it."""
     port = free_port()
     log_path = workdir / f"server-{port}.log"
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(REPO), **(env or {})}
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, *args, "--port", str(port)],
@@ -93,7 +94,7 @@ def real_app(
 
 
 def noop_app(workdir: Path, reply: Path | None = None) -> contextlib.AbstractContextManager[Server]:
-    return serve(["-m", "bench.noop_app", *(["--reply", str(reply)] if reply else [])], workdir)
+    return serve(["-m", "bench.e2e.noop_app", *(["--reply", str(reply)] if reply else [])], workdir)
 
 
 @dataclass

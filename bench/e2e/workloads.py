@@ -7,8 +7,6 @@ hit that serves the output of another photo, or of a look-alike that must not ma
 
 from __future__ import annotations
 
-import io
-import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,26 +14,7 @@ from pathlib import Path
 
 from PIL import Image, ImageEnhance, ImageOps
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
-
-
-def weights_dir() -> Path:
-    return Path(os.environ.get("ANIMEGAN_WEIGHTS_DIR") or SHARED / "weights").resolve()
-
-
-def photo_paths() -> list[Path]:
-    folder = Path(os.environ.get("ANIMEGAN_PHOTOS_DIR") or SHARED / "photos").resolve()
-    paths = sorted(folder.glob("*.jpg"))
-    if not paths:
-        raise SystemExit(f"no photos in {folder}: set ANIMEGAN_PHOTOS_DIR")
-    return paths
-
-
-def encode(image: Image.Image, fmt: str, **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **options)
-    return buffer.getvalue()
+from bench.common import encoded
 
 
 def _rgb(path: Path) -> Image.Image:
@@ -51,18 +30,18 @@ def _half(image: Image.Image) -> Image.Image:
 #: original file counts as the first encoding.
 REENCODINGS: dict[str, Callable[[Path], bytes]] = {
     "original": lambda p: p.read_bytes(),
-    "jpeg_q85": lambda p: encode(_rgb(p), "JPEG", quality=85),
-    "jpeg_q60": lambda p: encode(_rgb(p), "JPEG", quality=60),
-    "half_jpeg_q85": lambda p: encode(_half(_rgb(p)), "JPEG", quality=85),
-    "webp_q80": lambda p: encode(_rgb(p), "WEBP", quality=80),
+    "jpeg_q85": lambda p: encoded(_rgb(p), "JPEG", quality=85),
+    "jpeg_q60": lambda p: encoded(_rgb(p), "JPEG", quality=60),
+    "half_jpeg_q85": lambda p: encoded(_half(_rgb(p)), "JPEG", quality=85),
+    "webp_q80": lambda p: encoded(_rgb(p), "WEBP", quality=80),
 }
 
 #: Look-alikes of a cached photo that are different pictures and must never hit.
 #: pHash works on luminance, so greyscale and brightened copies keep most of its bits.
 ADVERSARIAL: dict[str, Callable[[Path], bytes]] = {
-    "mirrored": lambda p: encode(ImageOps.mirror(_rgb(p)), "JPEG", quality=90),
-    "greyscale": lambda p: encode(ImageOps.grayscale(_rgb(p)).convert("RGB"), "JPEG", quality=90),
-    "brighter_40pct": lambda p: encode(ImageEnhance.Brightness(_rgb(p)).enhance(1.4), "JPEG", quality=90),
+    "mirrored": lambda p: encoded(ImageOps.mirror(_rgb(p)), "JPEG", quality=90),
+    "greyscale": lambda p: encoded(ImageOps.grayscale(_rgb(p)).convert("RGB"), "JPEG", quality=90),
+    "brighter_40pct": lambda p: encoded(ImageEnhance.Brightness(_rgb(p)).enhance(1.4), "JPEG", quality=90),
 }
 
 #: Mild re-encodings, each within any sane near-duplicate threshold: for the load tests,
@@ -100,12 +79,12 @@ def replay(paths: list[Path], seed: int = 5) -> list[Request]:
 def jpeg_quality_copies(path: Path, qualities: range) -> list[Request]:
     """Distinct re-encodings of one photo (each a new upload, never byte-identical)."""
     image = _rgb(path)
-    return [Request(path.name, f"jpeg_q{q}", encode(image, "JPEG", quality=q)) for q in qualities]
+    return [Request(path.name, f"jpeg_q{q}", encoded(image, "JPEG", quality=q)) for q in qualities]
 
 
 def large_and_reduced(path: Path, side: int = 1200, factor: float = 0.8) -> list[Request]:
-    """The issue's near-duplicate case: the photo as a `side` px JPEG (stylized first), and
-    a `factor` x WebP of it (the near-duplicate that is looked up)."""
+    """The near-duplicate case the cache is built for: the photo as a `side` px JPEG
+    (stylized first), and a `factor` x WebP of it (the near-duplicate that is looked up)."""
     image = _rgb(path)
     scale = side / max(image.size)
     large = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS)
@@ -113,8 +92,8 @@ def large_and_reduced(path: Path, side: int = 1200, factor: float = 0.8) -> list
         (round(large.width * factor), round(large.height * factor)), Image.Resampling.LANCZOS
     )
     return [
-        Request(path.name, f"jpeg_{side}px", encode(large, "JPEG", quality=90)),
-        Request(path.name, f"webp_{factor}x", encode(reduced, "WEBP", quality=80)),
+        Request(path.name, f"jpeg_{side}px", encoded(large, "JPEG", quality=90)),
+        Request(path.name, f"webp_{factor}x", encoded(reduced, "WEBP", quality=80)),
     ]
 
 
@@ -129,8 +108,8 @@ def distinct_pictures(paths: list[Path]) -> list[Request]:
         top = image.crop((0, 0, image.width, image.height // 2))
         out += [
             Request(path.name, "original", path.read_bytes()),
-            Request(path.name, "new_mirrored", encode(ImageOps.mirror(image), "JPEG", quality=90)),
-            Request(path.name, "new_top_half", encode(top, "JPEG", quality=90)),
+            Request(path.name, "new_mirrored", encoded(ImageOps.mirror(image), "JPEG", quality=90)),
+            Request(path.name, "new_top_half", encoded(top, "JPEG", quality=90)),
         ]
     return out
 
