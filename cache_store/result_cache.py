@@ -10,8 +10,10 @@ The store is a local directory (diskcache) or a Redis server that replicas on se
 share (see `backends`); while Redis is unreachable the cache runs uncached the same way and
 picks Redis up again by itself.
 
-Backends raise only the `StoreError` family, so this module needs no SQLite or Redis error
-types; anything else a store call raises is logged with its traceback and is a miss too.
+This module sees a store only through the `Store` protocol: backends raise only the
+`StoreError` family, so it needs no SQLite, diskcache or Redis error types, and recovering a
+corrupt store or deleting moved-aside copies is the backend's business. Anything else a
+store call raises is logged with its traceback and is a miss too.
 A value that fails its checksum or was not written by this code is discarded on sight and
 recomputed by the request that met it.
 
@@ -39,8 +41,7 @@ from .backends import as_location, open_backend
 from .envelope import EnvelopeError, pack, unpack
 from .fingerprint import Fingerprint
 from .fuzzy_tier import FuzzyTier
-from .lookup import Kind, Lookup
-from .recovery import remove_quarantined
+from .lookup import KINDS, Kind, Lookup
 from .signature import SIZE as SIGNATURE_SIZE
 from .single_flight import KeyLease, poll_delays
 from .store import Entry, MalformedEntry, Store, StoreCorrupt, StoreError, StoreUnavailable
@@ -64,7 +65,6 @@ IDENTITY_CHECK_S = 2.0
 #: The same store error is logged at most this often.
 WARN_EVERY_S = 60.0
 
-_KINDS: tuple[Kind, ...] = ("exact", "fuzzy", "coalesced", "miss")
 T = TypeVar("T")
 
 
@@ -261,7 +261,7 @@ class ResultCache:
         counters = self._guarded(lambda store, _: store.counters(), {})
         recent = self._guarded(lambda store, _: store.latencies(), {})
         entries, size = self._guarded(lambda store, _: store.usage(), (0, 0))
-        counts = {kind: counters.get(kind, (0, 0.0)) for kind in _KINDS}
+        counts = {kind: counters.get(kind, (0, 0.0)) for kind in KINDS}
         lookups = sum(n for n, _ in counts.values())
         hits = lookups - counts["miss"][0]
         return {
@@ -275,15 +275,13 @@ class ResultCache:
             "bytes": size,
             "hit_rate": hits / lookups if lookups else 0.0,
             "mean_ms": {kind: ms / n for kind, (n, ms) in counts.items() if n},
-            "p95_ms": {kind: float(np.percentile(recent[kind], 95)) for kind in _KINDS if recent.get(kind)},
+            "p95_ms": {kind: float(np.percentile(recent[kind], 95)) for kind in KINDS if recent.get(kind)},
             "healthy": self.healthy,
         }
 
     def clear(self) -> None:
         """Delete every cached result, moved-aside store and statistic."""
         self._guarded(lambda store, _: store.clear(), None)
-        if isinstance(self.location, Path):
-            remove_quarantined(self.location)
 
     def close(self) -> None:
         self._closing.set()

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from cache_support import check_store, synthetic_fingerprint, value_for, value_matches
 
-from cache_store import ResultCache, disk_store
+from cache_store import ResultCache
+from cache_store.backends import disk
 
 NS = "ns"
 FORK = multiprocessing.get_context("fork")
@@ -116,7 +117,7 @@ def test_a_full_disk_skips_writes_but_serves_every_request(tmp_path: Path, monke
     assert child.exitcode == 0 and ok == 80 and healthy
     assert status.startswith("Result cache degraded")  # the UI can say why results are not kept
     assert 0 < entries < 70  # some writes failed, quietly
-    monkeypatch.setattr(disk_store, "ORPHAN_GRACE_S", 0.0)  # sweep half-written files now
+    monkeypatch.setattr(disk, "ORPHAN_GRACE_S", 0.0)  # sweep half-written files now
     with ResultCache(tmp_path) as cache:
         assert "ready" in cache.status_message
     check_store(tmp_path)
@@ -140,7 +141,7 @@ def test_kill_9_during_writes_leaves_a_consistent_store(tmp_path: Path, monkeypa
         os.kill(writer.pid, signal.SIGKILL)
         writer.join()
         check_store(tmp_path, orphans_allowed=True)
-    monkeypatch.setattr(disk_store, "ORPHAN_GRACE_S", 0.0)
+    monkeypatch.setattr(disk, "ORPHAN_GRACE_S", 0.0)
     with ResultCache(tmp_path) as cache:
         assert "ready" in cache.status_message  # consistent: nothing had to be moved aside
         counts = check_store(tmp_path)

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from cache_support import connect, synthetic_fingerprint, value_for
 
-from cache_store import ResultCache, disk_store
+from cache_store import ResultCache
+from cache_store.backends import disk
 
 NS = "ns"
 VALUE_NAME = "0123456789abcdef0123456789ab.val"  # a name of diskcache's own layout
@@ -109,7 +110,7 @@ def test_a_lookup_reads_and_deletes_nothing_outside(target: str, outside: dict[s
 def test_the_orphan_sweep_does_not_follow_a_planted_folder_link(
     outside: dict[str, Path], monkeypatch
 ) -> None:
-    monkeypatch.setattr(disk_store, "ORPHAN_GRACE_S", 0.0)
+    monkeypatch.setattr(disk, "ORPHAN_GRACE_S", 0.0)
     ResultCache(outside["store"]).close()  # opening sweeps value files no row refers to
     assert survived(outside)
     fp = synthetic_fingerprint(1)

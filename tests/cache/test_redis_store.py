@@ -25,8 +25,8 @@ from PIL import Image
 from redis_support import RedisServer, check_redis
 
 from cache_store import Fingerprint, ResultCache
+from cache_store.backends.redis import RedisStore
 from cache_store.envelope import MAGIC
-from cache_store.redis_store import RedisStore
 
 pytestmark = pytest.mark.redis
 
@@ -111,7 +111,8 @@ def test_maxmemory_evicts_and_nothing_points_at_a_lost_value(redis_url: str, db:
             db.config_set("maxmemory", 0)  # evictions stop, so what is left can be checked
             found = [cache.lookup(NS, fp) for fp in prints]  # misses drop what they meet
             assert all(
-                hit is None or value_matches(fp.pixel_sha, hit.value) for hit, fp in zip(found, prints)
+                hit is None or value_matches(fp.pixel_sha, hit.value)
+                for hit, fp in zip(found, prints, strict=True)
             )
             kept = sum(hit is not None for hit in found)
             assert 0 < kept < len(prints) and cache.stats()["evictions"] > 0

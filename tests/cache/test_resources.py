@@ -20,7 +20,8 @@ from cache_support import (
     value_for,
 )
 
-from cache_store import ResultCache, disk_store
+from cache_store import ResultCache
+from cache_store.backends import disk
 
 NS = "ns"
 linux_only = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts open files through /proc")
@@ -105,7 +106,7 @@ def test_expired_entries_leave_the_disk_within_one_sweep_interval(tmp_path: Path
 def test_a_deleted_cache_directory_is_reopened_not_written_into(tmp_path: Path, caplog, monkeypatch) -> None:
     directory = tmp_path / "cache"
     before, after = synthetic_fingerprint(1), synthetic_fingerprint(2)
-    monkeypatch.setattr(disk_store, "ORPHAN_GRACE_S", 0.0)  # what a write into the deleted store left
+    monkeypatch.setattr(disk, "ORPHAN_GRACE_S", 0.0)  # what a write into the deleted store left
     with (
         ResultCache(directory, sweep_interval=0.2) as cache,
         caplog.at_level(logging.WARNING, logger="cache_store"),
