@@ -102,7 +102,7 @@ def parse_args(argv: list[str] | None = None) -> settings_module.Settings:
     return settings_module.resolve(parser.parse_args(argv))
 
 
-#: (kind, label, count key in `ResultCache.stats()`) for the cache panel's rows.
+#: (kind, label, count attribute of `ResultCache.stats()`) for the cache panel's rows.
 _STATS_ROWS = [
     ("exact", "exact hits", "exact_hits"),
     ("fuzzy", "near-duplicate hits", "fuzzy_hits"),
@@ -118,23 +118,20 @@ def stats_markdown(service: StylizeService) -> str:
         return "**Cache off**: every request runs the model."
     stats = cache.stats()
     lines = []
-    if not getattr(cache, "healthy", True):
-        lines.append(
-            f"**Cache unavailable**: {getattr(cache, 'status_message', '')} Requests still work, uncached.\n"
-        )
+    if not stats.healthy:
+        lines.append(f"**Cache unavailable**: {cache.status_message} Requests still work, uncached.\n")
     lines += [
-        f"**Hit rate** {stats.get('hit_rate', 0.0) * 100:.1f} % of {stats.get('lookups', 0)} look-ups · "
-        f"**{stats.get('entries', 0)}** results · **{stats.get('bytes', 0) / 2**20:.1f} MB** · "
+        f"**Hit rate** {stats.hit_rate * 100:.1f} % of {stats.lookups} look-ups · "
+        f"**{stats.entries}** results · **{stats.bytes / 2**20:.1f} MB** · "
         f"waiting for the model: {service.pending}",
         "",
         "| kind | count | mean | p95 |",
         "|---|---:|---:|---:|",
     ]
-    means, p95s = stats.get("mean_ms", {}), stats.get("p95_ms", {})
     for kind, label, count_key in _STATS_ROWS:
-        mean, p95 = means.get(kind), p95s.get(kind)
+        mean, p95 = stats.mean_ms.get(kind), stats.p95_ms.get(kind)
         lines.append(
-            f"| {label} | {stats.get(count_key, 0)} | {format_duration(mean) if mean else '–'} "
+            f"| {label} | {getattr(stats, count_key)} | {format_duration(mean) if mean else '–'} "
             f"| {format_duration(p95) if p95 else '–'} |"
         )
     return "\n".join(lines)

@@ -42,7 +42,7 @@ from animegan.intake import DEFAULT_MAX_SIDE, open_image  # noqa: E402
 from bench.bench_cache import timed  # noqa: E402
 from bench.machine import machine_info  # noqa: E402
 from cache_store import Fingerprint, ResultCache  # noqa: E402
-from cache_store.result_cache import _namespace_id  # noqa: E402
+from cache_store.result_cache import namespace_id  # noqa: E402
 from stylize_service.service import StylizeService  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
@@ -193,7 +193,7 @@ def at_scale(location: str | Path, client: redis.Redis | None, real: dict) -> di
     out["put_us"] = (time.perf_counter() - started) / FILL * 1e6
     if client:
         out["small_entry_bytes"] = (client.info("memory")["used_memory"] - before) / FILL
-        stream = f"rc:x:{_namespace_id(NS)}"
+        stream = f"rc:x:{namespace_id(NS)}"
         out["stream_per_row"] = client.memory_usage(stream, samples=0) / client.xlen(stream)
     fresh = ResultCache(location)
     started = time.perf_counter()
@@ -204,7 +204,7 @@ def at_scale(location: str | Path, client: redis.Redis | None, real: dict) -> di
     out["fuzzy"] = timed(lambda: fresh.lookup(NS, near), 300)
     assert fresh.lookup(NS, near).kind == "fuzzy"
     out["stats"] = timed(fresh.stats, 50)
-    out["entries"] = fresh.stats()["entries"]
+    out["entries"] = fresh.stats().entries
     fresh.close()
     return out
 

@@ -88,7 +88,7 @@ def test_an_unusable_directory_runs_uncached(problem: str, tmp_path: Path) -> No
     assert len(calls) == 2
     cache.put(NS, fp, b"styled", {})
     assert cache.lookup(NS, fp) is None and cache.lookup_raw(NS, fp.raw_sha) is None
-    assert cache.stats()["lookups"] == 0 and cache.stats()["healthy"] is False
+    assert cache.stats().lookups == 0 and cache.stats().healthy is False
     cache.clear()
     cache.close()
 
@@ -104,7 +104,7 @@ def _fill_a_full_disk(directory: Path, report) -> None:
         size = 2_000_000 if seed % 8 == 0 else 20_000  # files over the cap; inline rows fill the db
         result = cache.get_or_compute(NS, fp, lambda fp=fp, size=size: (value_for(fp, size), {}))
         ok += result.kind == "miss" and value_matches(fp.pixel_sha, result.value)
-    report.put((ok, cache.stats()["entries"], cache.healthy, cache.status_message))
+    report.put((ok, cache.stats().entries, cache.healthy, cache.status_message))
     cache.close()
 
 

@@ -47,7 +47,7 @@ def test_open_files_stay_flat_over_bursts_of_long_misses(tmp_path: Path) -> None
             for thread in threads:
                 thread.join()
             counts.append(len(open_files(tmp_path / "cache.db")))
-        assert cache.stats()["misses"] == 24
+        assert cache.stats().misses == 24
     # SQLite keeps a closed connection's descriptor for reuse while others hold locks on the
     # file, so the first burst sets a plateau; later bursts must not raise it.
     assert counts[-1] <= counts[0] + 2, counts
@@ -67,8 +67,8 @@ def test_the_directory_stays_within_its_byte_budget(tmp_path: Path) -> None:
                 cache.lookup_raw(NS, earlier.raw_sha)
             worst = max(worst, disk_usage(tmp_path))
         stats = cache.stats()
-        assert stats["entries"] >= 4  # the budget is used, not emptied
-        assert stats["bytes"] >= 0.9 * disk_usage(tmp_path)  # the cache panel tells the truth
+        assert stats.entries >= 4  # the budget is used, not emptied
+        assert stats.bytes >= 0.9 * disk_usage(tmp_path)  # the cache panel tells the truth
     assert worst <= 1.1 * budget, f"{worst / 2**20:.2f} MB on disk for a 2 MB budget"
     check_store(tmp_path)
 
