@@ -24,12 +24,14 @@ from pathlib import Path
 import gradio as gr
 
 from animegan.errors import AnimeGANError
+from cache_store import KINDS
 from stylize_service import build_service, format_duration
 from stylize_service import settings as settings_module
 from stylize_service.catalog import StyleStatus, style_catalog
+from stylize_service.outcome import KIND_LABELS
 from stylize_service.result_files import ResultFiles
 from stylize_service.scratch import private_dir
-from stylize_service.service import MAX_UPLOAD_BYTES, Job, Request, StylizeService
+from stylize_service.service import MAX_UPLOAD_BYTES, Job, Received, StylizeService
 from stylize_service.warmup import start_warming
 
 log = logging.getLogger("app")
@@ -102,15 +104,6 @@ def parse_args(argv: list[str] | None = None) -> settings_module.Settings:
     return settings_module.resolve(parser.parse_args(argv))
 
 
-#: (kind, label, count attribute of `ResultCache.stats()`) for the cache panel's rows.
-_STATS_ROWS = [
-    ("exact", "exact hits", "exact_hits"),
-    ("fuzzy", "near-duplicate hits", "fuzzy_hits"),
-    ("coalesced", "waited for an identical request", "coalesced"),
-    ("miss", "generated", "misses"),
-]
-
-
 def stats_markdown(service: StylizeService) -> str:
     """The cache panel: hit rate, size, hits per tier and latency per kind."""
     cache = service.cache
@@ -128,10 +121,10 @@ def stats_markdown(service: StylizeService) -> str:
         "| kind | count | mean | p95 |",
         "|---|---:|---:|---:|",
     ]
-    for kind, label, count_key in _STATS_ROWS:
+    for kind in KINDS:
         mean, p95 = stats.mean_ms.get(kind), stats.p95_ms.get(kind)
         lines.append(
-            f"| {label} | {getattr(stats, count_key)} | {format_duration(mean) if mean else '–'} "
+            f"| {KIND_LABELS[kind]} | {stats.count(kind)} | {format_duration(mean) if mean else '–'} "
             f"| {format_duration(p95) if p95 else '–'} |"
         )
     return "\n".join(lines)
@@ -171,7 +164,7 @@ def build_ui(
                 receiving,
                 lambda: service.receive(image, style, use_cache=use_cache, scope=scope, started=started),
             )
-            if isinstance(result, Request):
+            if isinstance(result, Received):
                 result = await loop.run_in_executor(lookups, lambda: service.look_up(result))
             if isinstance(result, Job):
                 progress(0.0, desc="Waiting for the model")
