@@ -4,8 +4,12 @@ Run `python app.py` (127.0.0.1:7860) or `python app.py --help`. The same file ru
 unchanged as a Hugging Face Space.
 
 Cache hits never queue behind inference: the stylize handler is async and unlimited,
-looks the upload up on a small thread pool of its own, and only a miss goes on to the
-model's pool, where the service lets one inference run at a time per process.
+reads and looks up the upload on small thread pools of their own, and only a miss goes on
+to the model's pool, where the service runs at most `--inference-workers` inferences at a
+time per process (one by default).
+
+Read top to bottom like a Gradio demo: the upload component, the handlers
+(`StylizeHandlers`), the layout in `build_ui`, and the event wiring at its end.
 """
 
 from __future__ import annotations
@@ -19,17 +23,20 @@ import signal
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import gradio as gr
 
 from animegan.errors import AnimeGANError
+from cache_store import KINDS
 from stylize_service import build_service, format_duration
 from stylize_service import settings as settings_module
 from stylize_service.catalog import StyleStatus, style_catalog
+from stylize_service.outcome import KIND_LABELS
 from stylize_service.result_files import ResultFiles
 from stylize_service.scratch import private_dir
-from stylize_service.service import MAX_UPLOAD_BYTES, Job, Request, StylizeService
+from stylize_service.service import MAX_UPLOAD_BYTES, Job, Received, StylizeService
 from stylize_service.warmup import start_warming
 
 log = logging.getLogger("app")
@@ -102,39 +109,27 @@ def parse_args(argv: list[str] | None = None) -> settings_module.Settings:
     return settings_module.resolve(parser.parse_args(argv))
 
 
-#: (kind, label, count key in `ResultCache.stats()`) for the cache panel's rows.
-_STATS_ROWS = [
-    ("exact", "exact hits", "exact_hits"),
-    ("fuzzy", "near-duplicate hits", "fuzzy_hits"),
-    ("coalesced", "waited for an identical request", "coalesced"),
-    ("miss", "generated", "misses"),
-]
-
-
 def stats_markdown(service: StylizeService) -> str:
-    """The cache panel: hit rate, size, hits per tier and latency per kind."""
+    """The cache panel: hit rate, size, and per kind of outcome its count and latency."""
     cache = service.cache
     if cache is None:
         return "**Cache off**: every request runs the model."
     stats = cache.stats()
     lines = []
-    if not getattr(cache, "healthy", True):
-        lines.append(
-            f"**Cache unavailable**: {getattr(cache, 'status_message', '')} Requests still work, uncached.\n"
-        )
+    if not stats.healthy:
+        lines.append(f"**Cache unavailable**: {cache.status_message} Requests still work, uncached.\n")
     lines += [
-        f"**Hit rate** {stats.get('hit_rate', 0.0) * 100:.1f} % of {stats.get('lookups', 0)} look-ups · "
-        f"**{stats.get('entries', 0)}** results · **{stats.get('bytes', 0) / 2**20:.1f} MB** · "
+        f"**Hit rate** {stats.hit_rate * 100:.1f} % of {stats.lookups} look-ups · "
+        f"**{stats.entries}** results · **{stats.bytes / 2**20:.1f} MB** · "
         f"waiting for the model: {service.pending}",
         "",
         "| kind | count | mean | p95 |",
         "|---|---:|---:|---:|",
     ]
-    means, p95s = stats.get("mean_ms", {}), stats.get("p95_ms", {})
-    for kind, label, count_key in _STATS_ROWS:
-        mean, p95 = means.get(kind), p95s.get(kind)
+    for kind in KINDS:
+        mean, p95 = stats.mean_ms.get(kind), stats.p95_ms.get(kind)
         lines.append(
-            f"| {label} | {stats.get(count_key, 0)} | {format_duration(mean) if mean else '–'} "
+            f"| {KIND_LABELS[kind]} | {stats.count(kind)} | {format_duration(mean) if mean else '–'} "
             f"| {format_duration(p95) if p95 else '–'} |"
         )
     return "\n".join(lines)
@@ -148,53 +143,95 @@ def style_markdown(status: StyleStatus) -> str:
     )
 
 
-def build_ui(
-    service: StylizeService, catalog: list[StyleStatus], *, cache_scope: str = "global"
-) -> gr.Blocks:
-    available = [s for s in catalog if s.available]
-    missing = [s for s in catalog if not s.available]
-    by_name = {s.style.name: s for s in catalog}
-    files = ResultFiles()
-    # Three pools, so that no kind of work waits behind a slower kind: reading and hashing
-    # the file (an exact hit ends here), decoding it for a look-up, and the model.
-    receiving = ThreadPoolExecutor(max_workers=4, thread_name_prefix="receive")
-    lookups = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lookup")
-    inference = ThreadPoolExecutor(max_workers=service.max_pending + 2, thread_name_prefix="miss")
+class StylizeHandlers:
+    """The event handlers, with what they share: the service, its thread pools and the
+    files that hold results for the browser.
 
-    async def run(image: str | None, style: str, use_cache: bool, progress: gr.Progress, request: gr.Request):
+    Three pools, so that no kind of work waits behind a slower kind: reading and hashing
+    the file (an exact hit ends here), decoding it for a look-up, and the model.
+    """
+
+    def __init__(self, service: StylizeService, catalog: list[StyleStatus], *, cache_scope: str) -> None:
+        self.service = service
+        self.by_name = {status.style.name: status for status in catalog}
+        self.cache_scope = cache_scope
+        self.files = ResultFiles()
+        self.receiving = ThreadPoolExecutor(max_workers=4, thread_name_prefix="receive")
+        self.lookups = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lookup")
+        self.inference = ThreadPoolExecutor(max_workers=service.max_pending + 2, thread_name_prefix="miss")
+
+    async def stylize(
+        self,
+        image: str | None,
+        style: str,
+        request: gr.Request,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's way to ask for a progress bar)
+    ) -> tuple[str, str, dict]:
+        """Stylize a photo; a photo seen before comes back from the cache in milliseconds."""
+        return await self._run(image, style, True, progress, request)
+
+    async def regenerate(
+        self,
+        image: str | None,
+        style: str,
+        request: gr.Request,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's way to ask for a progress bar)
+    ) -> tuple[str, str, dict]:
+        """Stylize a photo with the model even if it is cached, and refresh the cache."""
+        return await self._run(image, style, False, progress, request)
+
+    def describe_style(self, name: str) -> str:
+        return style_markdown(self.by_name[name]) if name in self.by_name else ""
+
+    def before_after(self, before: str, after: str) -> tuple[str, str]:
+        return before, after
+
+    def cache_panel(self) -> str:
+        return stats_markdown(self.service)
+
+    async def _run(
+        self, image: str | None, style: str, use_cache: bool, progress: gr.Progress, request: gr.Request
+    ) -> tuple[str, str, dict]:
         started = time.perf_counter()  # the badge's time includes any wait for a pool
         if not image:
             raise gr.Error("Upload a photo first (or pick an example).")
-        if style not in by_name or not by_name[style].available:
+        if style not in self.by_name or not self.by_name[style].available:
             raise gr.Error(f"The style {style!r} is not available on this server.")
-        scope = getattr(request, "session_hash", None) or "anonymous" if cache_scope == "session" else None
-        loop = asyncio.get_running_loop()
+        scope = self._scope(request)
+        service, loop = self.service, asyncio.get_running_loop()
+
+        def report(done: float) -> None:
+            progress(done, desc="Stylizing")
+
+        receive = partial(service.receive, image, style, use_cache=use_cache, scope=scope, started=started)
         try:
-            result = await loop.run_in_executor(
-                receiving,
-                lambda: service.receive(image, style, use_cache=use_cache, scope=scope, started=started),
-            )
-            if isinstance(result, Request):
-                result = await loop.run_in_executor(lookups, lambda: service.look_up(result))
+            result = await loop.run_in_executor(self.receiving, receive)
+            if isinstance(result, Received):
+                result = await loop.run_in_executor(self.lookups, service.look_up, result)
             if isinstance(result, Job):
                 progress(0.0, desc="Waiting for the model")
-                report = lambda done: progress(done, desc="Stylizing")  # noqa: E731
-                result = await loop.run_in_executor(inference, lambda: service.finish(result, report))
+                result = await loop.run_in_executor(self.inference, service.finish, result, report)
         except AnimeGANError as exc:
             raise gr.Error(str(exc)) from None
         except Exception:
             log.exception("stylize failed")
             raise gr.Error("Something went wrong while stylizing this photo. Please try another.") from None
-        path = files.path_for(result.png, style)
+        path = self.files.path_for(result.png, style)
         return path, result.badge(), result.cache_info()
 
-    async def stylize(image: str | None, style: str, request: gr.Request, progress=gr.Progress()):
-        """Stylize a photo; a photo seen before comes back from the cache in milliseconds."""
-        return await run(image, style, True, progress, request)
+    def _scope(self, request: gr.Request) -> str | None:
+        """Whose results a request may share: everyone's, or (`--cache-scope session`) its session's."""
+        if self.cache_scope != "session":
+            return None
+        return getattr(request, "session_hash", None) or "anonymous"
 
-    async def regenerate(image: str | None, style: str, request: gr.Request, progress=gr.Progress()):
-        """Stylize a photo with the model even if it is cached, and refresh the cache."""
-        return await run(image, style, False, progress, request)
+
+def build_ui(
+    service: StylizeService, catalog: list[StyleStatus], *, cache_scope: str = "global"
+) -> gr.Blocks:
+    handlers = StylizeHandlers(service, catalog, cache_scope=cache_scope)
+    available = [s for s in catalog if s.available]
+    missing = [s for s in catalog if not s.available]
 
     with gr.Blocks(title="Photo to anime", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(
@@ -258,30 +295,30 @@ def build_ui(
                 label="Examples (public domain / CC0, see examples/ATTRIBUTION.md)",
             )
         with gr.Accordion("Cache", open=True):
-            stats = gr.Markdown(stats_markdown(service))
+            panel = gr.Markdown(handlers.cache_panel())
 
+        # Events. Only /stylize and /regenerate are API endpoints; the rest keep the page in step.
         style.change(
-            lambda name: style_markdown(by_name[name]) if name in by_name else "",
-            style,
-            note,
-            api_visibility="private",
-            queue=False,
+            fn=handlers.describe_style, inputs=style, outputs=note, api_visibility="private", queue=False
         )
-        for button, fn, name in [(go, stylize, "stylize"), (again, regenerate, "regenerate")]:
+        for button, handler, api_name in [
+            (go, handlers.stylize, "stylize"),
+            (again, handlers.regenerate, "regenerate"),
+        ]:
             button.click(
-                fn,
-                [image, style],
-                [output, badge, info],
-                api_name=name,
-                concurrency_limit=None,
+                fn=handler,
+                inputs=[image, style],
+                outputs=[output, badge, info],
+                api_name=api_name,
+                concurrency_limit=None,  # hits must not queue: the service bounds the model's work
             ).success(
-                lambda before, after: (before, after),
-                [image, output],
-                slider,
+                fn=handlers.before_after,
+                inputs=[image, output],
+                outputs=slider,
                 api_visibility="private",
                 queue=False,
-            ).then(lambda: stats_markdown(service), None, stats, api_visibility="private", queue=False)
-        gr.Timer(5).tick(lambda: stats_markdown(service), None, stats, api_visibility="private", queue=False)
+            ).then(fn=handlers.cache_panel, outputs=panel, api_visibility="private", queue=False)
+        gr.Timer(5).tick(fn=handlers.cache_panel, outputs=panel, api_visibility="private", queue=False)
     return demo
 
 

@@ -12,13 +12,14 @@ import copy
 import math
 from functools import cache
 from pathlib import Path
-from typing import Literal
 
 import torch
 from torch import Tensor
 
-Precision = Literal["fp32", "bf16"]
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
+from animegan.precision_choices import PRECISIONS, Precision
+
+__all__ = ["DTYPES", "PRECISIONS", "Precision", "native_bf16", "resolve_precision", "to_precision"]
+
 DTYPES: dict[Precision, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
 # 45 dB on a [-1, 1] image is an RMS error of about 0.1 grey level in 8 bits: invisible.
 BF16_MIN_PSNR_DB = 45.0

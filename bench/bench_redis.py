@@ -48,6 +48,7 @@ from bench.common import (
     write_result,
 )
 from cache_store import Fingerprint, ResultCache
+from cache_store.result_cache import namespace_id
 from cache_store.verify import REFERENCE_SIZE
 from stylize_service.service import StylizeService
 
@@ -193,7 +194,7 @@ def at_scale(location: str | Path, client: redis.Redis | None, real: dict, like:
     out["put_us"] = (time.perf_counter() - started) / FILL * 1e6
     if client:
         out["small_entry_bytes"] = (client.info("memory")["used_memory"] - before) / FILL
-        stream = max(client.scan_iter(match="rc:x:*"), key=client.xlen)  # NS's: FILL rows
+        stream = f"rc:x:{namespace_id(NS)}"
         out["stream_per_row"] = client.memory_usage(stream, samples=0) / client.xlen(stream)
     fresh = ResultCache(location)
     started = time.perf_counter()
@@ -205,7 +206,7 @@ def at_scale(location: str | Path, client: redis.Redis | None, real: dict, like:
     out["fuzzy"] = timed(lambda: fresh.lookup(NS, near), 300)
     assert fresh.lookup(NS, near).kind == "fuzzy"
     out["stats"] = timed(fresh.stats, 50)
-    out["entries"] = fresh.stats()["entries"]
+    out["entries"] = fresh.stats().entries
     fresh.close()
     return out
 

@@ -113,8 +113,8 @@ def budget(workdir: Path, photos: list[Path]) -> dict:
         "limit": limit,
         "sizes": sizes,
         "usage": usage,
-        "entries": stats["entries"],
-        "reported": stats["bytes"],
+        "entries": stats.entries,
+        "reported": stats.bytes,
         "files": files,
     }
 

@@ -5,7 +5,17 @@ namespace string that the caller builds from everything that changes the output.
 """
 
 from .fingerprint import PREVIEW_SIDE, Fingerprint
-from .lookup import Kind, Lookup
+from .lookup import KINDS, Kind, Lookup
 from .result_cache import DEFAULT_THRESHOLD, ResultCache
+from .stats import CacheStats
 
-__all__ = ["DEFAULT_THRESHOLD", "PREVIEW_SIDE", "Fingerprint", "Kind", "Lookup", "ResultCache"]
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "KINDS",
+    "PREVIEW_SIDE",
+    "CacheStats",
+    "Fingerprint",
+    "Kind",
+    "Lookup",
+    "ResultCache",
+]

@@ -10,8 +10,10 @@ The store is a local directory (diskcache) or a Redis server that replicas on se
 share (see `backends`); while Redis is unreachable the cache runs uncached the same way and
 picks Redis up again by itself.
 
-Backends raise only the `StoreError` family, so this module needs no SQLite or Redis error
-types; anything else a store call raises is logged with its traceback and is a miss too.
+This module sees a store only through the `Store` protocol: backends raise only the
+`StoreError` family, so it needs no SQLite, diskcache or Redis error types, and recovering a
+corrupt store or deleting moved-aside copies is the backend's business. Anything else a
+store call raises is logged with its traceback and is a miss too.
 A value that fails its checksum or was not written by this code is discarded on sight and
 recomputed by the request that met it.
 
@@ -33,16 +35,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
-import numpy as np
-
 from .backends import as_location, open_backend
 from .envelope import EnvelopeError, pack, unpack
 from .fingerprint import Fingerprint
 from .fuzzy_tier import FuzzyTier
 from .lookup import Kind, Lookup
-from .recovery import remove_quarantined
 from .signature import SIZE as SIGNATURE_SIZE
 from .single_flight import KeyLease, poll_delays
+from .stats import CacheStats
 from .store import Entry, MalformedEntry, Store, StoreCorrupt, StoreError, StoreUnavailable
 from .verify import REFERENCE_SIZE
 from .verify import mismatch as verify_mismatch
@@ -64,14 +64,13 @@ IDENTITY_CHECK_S = 2.0
 #: The same store error is logged at most this often.
 WARN_EVERY_S = 60.0
 
-_KINDS: tuple[Kind, ...] = ("exact", "fuzzy", "coalesced", "miss")
 T = TypeVar("T")
 
 
 class ResultCache:
-    """Two-tier result cache in `directory`, shared by the threads and processes using it,
-    or on the Redis server that a redis:// (rediss://, unix://) URL in its place names,
-    shared by every replica using it (its byte budget is then Redis' maxmemory).
+    """Two-tier result cache at `location`: a directory, shared by the threads and processes
+    using it, or the Redis server that a redis:// (rediss://, unix://) URL names, shared by
+    every replica using it (its byte budget is then Redis' maxmemory).
 
     `size_limit` bytes (LRU eviction), `ttl` seconds per entry (0 keeps entries until
     evicted), `threshold` pHash bits for fuzzy candidates, `lock_ttl` seconds that a dead
@@ -81,7 +80,7 @@ class ResultCache:
 
     def __init__(
         self,
-        directory: str | Path,
+        location: str | Path,
         *,
         size_limit: int = 1 << 30,
         ttl: float = 7 * 86400,
@@ -93,7 +92,7 @@ class ResultCache:
             raise ValueError(f"threshold must be 0..64 bits, not {threshold}")
         if not sweep_interval > 0:
             raise ValueError(f"sweep_interval must be positive, not {sweep_interval}")
-        self.location = as_location(directory)
+        self.location = as_location(location)
         self.size_limit = size_limit
         self.ttl = ttl
         self.threshold = threshold
@@ -137,7 +136,7 @@ class ResultCache:
     def lookup_raw(self, namespace: str, raw_sha: str) -> Lookup | None:
         """Exact hit by the upload file's sha256, before any decoding."""
         started = time.perf_counter()
-        nsid = _namespace_id(namespace)
+        nsid = namespace_id(namespace)
         hit = self._guarded(lambda store, _: self._by_alias(store, nsid, raw_sha, started), None)
         if hit is not None:
             self._record(hit)
@@ -162,7 +161,7 @@ class ResultCache:
         """
         started = time.perf_counter()
         limit = self.threshold if threshold is None else threshold
-        _namespace_id(namespace)  # a caller's mistake raises here, outside the error boundary
+        namespace_id(namespace)  # a caller's mistake raises here, outside the error boundary
         hit = self._guarded(
             lambda store, tier: self._find(store, tier, namespace, fingerprint, limit, started, pixel_key),
             None,
@@ -189,7 +188,7 @@ class ResultCache:
         target), or under `fingerprint` itself.
         """
         started = time.perf_counter()
-        _namespace_id(namespace)
+        namespace_id(namespace)
         _require_pixel_key(fingerprint)
 
         def find() -> Lookup | None:
@@ -233,7 +232,7 @@ class ResultCache:
         if not isinstance(value, (bytes, bytearray, memoryview)):
             raise TypeError(f"cached values must be bytes, not {type(value).__name__}")
         _require_pixel_key(fingerprint)
-        nsid = _namespace_id(namespace)
+        nsid = namespace_id(namespace)
         entry = Entry(
             key=_value_key(nsid, fingerprint.pixel_sha),
             blob=pack(bytes(value), dict(meta), (fingerprint.width, fingerprint.height)),
@@ -250,40 +249,22 @@ class ResultCache:
 
     # -- statistics and housekeeping ------------------------------------------------------
 
-    def stats(self) -> dict:
-        """Counts over every process sharing the directory (since the last `clear()`).
+    def stats(self) -> CacheStats:
+        """Counts over every process sharing the store (since the last `clear()`).
 
         Each request counts once: a hit where it was found, or the outcome of
-        `get_or_compute`. `mean_ms` and `p95_ms` map kind -> ms (p95 over the latest 1024);
-        a miss's time includes the computation. `evictions` counts values removed by the
-        size limit, the TTL or as unreadable.
+        `get_or_compute`. Latencies are kept for the latest 1024 requests of each kind.
         """
-        counters = self._guarded(lambda store, _: store.counters(), {})
-        recent = self._guarded(lambda store, _: store.latencies(), {})
-        entries, size = self._guarded(lambda store, _: store.usage(), (0, 0))
-        counts = {kind: counters.get(kind, (0, 0.0)) for kind in _KINDS}
-        lookups = sum(n for n, _ in counts.values())
-        hits = lookups - counts["miss"][0]
-        return {
-            "lookups": lookups,
-            "exact_hits": counts["exact"][0],
-            "fuzzy_hits": counts["fuzzy"][0],
-            "coalesced": counts["coalesced"][0],
-            "misses": counts["miss"][0],
-            "evictions": counters.get("evictions", (0, 0.0))[0],
-            "entries": entries,
-            "bytes": size,
-            "hit_rate": hits / lookups if lookups else 0.0,
-            "mean_ms": {kind: ms / n for kind, (n, ms) in counts.items() if n},
-            "p95_ms": {kind: float(np.percentile(recent[kind], 95)) for kind in _KINDS if recent.get(kind)},
-            "healthy": self.healthy,
-        }
+        return CacheStats.of(
+            self._guarded(lambda store, _: store.counters(), {}),
+            self._guarded(lambda store, _: store.latencies(), {}),
+            self._guarded(lambda store, _: store.usage(), (0, 0)),
+            healthy=self.healthy,
+        )
 
     def clear(self) -> None:
         """Delete every cached result, moved-aside store and statistic."""
         self._guarded(lambda store, _: store.clear(), None)
-        if isinstance(self.location, Path):
-            remove_quarantined(self.location)
 
     def close(self) -> None:
         self._closing.set()
@@ -314,7 +295,7 @@ class ResultCache:
         started: float,
         pixel_key: Callable[[], str] | None = None,
     ) -> Lookup | None:
-        nsid = _namespace_id(namespace)
+        nsid = namespace_id(namespace)
         if fp.raw_sha:
             hit = self._by_alias(store, nsid, fp.raw_sha, started)
             if hit is not None:
@@ -390,7 +371,7 @@ class ResultCache:
             return None
 
     def _lease(self, store: Store, namespace: str, fp: Fingerprint) -> KeyLease:
-        return KeyLease(store, f"{_namespace_id(namespace)}:{fp.pixel_sha}", self.lock_ttl)
+        return KeyLease(store, f"{namespace_id(namespace)}:{fp.pixel_sha}", self.lock_ttl)
 
     def _compute(
         self,
@@ -521,9 +502,10 @@ def _ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def _namespace_id(namespace: str) -> str:
-    """The caller's namespace, hashed together with the fingerprint format, so entries
-    fingerprinted another way are never compared with this code's."""
+def namespace_id(namespace: str) -> str:
+    """The id under which the store keeps `namespace`'s entries (in keys and fuzzy rows):
+    the namespace hashed together with the fingerprint format, so entries fingerprinted
+    another way are never compared with this code's."""
     if not isinstance(namespace, str) or not namespace:
         raise TypeError("namespace must be a non-empty str")
     return hashlib.sha256(f"{FINGERPRINT_FORMAT}|{namespace}".encode()).hexdigest()[:32]

@@ -22,6 +22,9 @@ which backend runs. A backend on a server raises `StoreUnavailable` while the se
 reached and says why in `outage`. A stored entry the backend cannot read as it wrote it (a
 tampered or damaged row) is dropped by the backend and reads as missing; a value it refuses
 to decode raises `MalformedEntry`, and the caller discards that key.
+
+The backends live in `cache_store.backends` (a directory: `backends.disk`; a Redis server:
+`backends.redis`); `backends.open_backend` picks one for a location, never raising.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+
+from .lookup import Kind
 
 #: Opaque position in a store's change log, as returned by `changes_since`.
 Cursor = tuple[int, int]
@@ -89,6 +94,8 @@ class Changes:
 
 
 class Store(Protocol):
+    """What `ResultCache` needs of a backend; every method may raise the `StoreError` family."""
+
     # exact tier
     def get(self, key: str) -> bytes | None: ...
     def resolve(self, alias: str) -> str | None: ...
@@ -109,7 +116,7 @@ class Store(Protocol):
     def unlock(self, key: str, owner: str) -> None: ...
 
     # counters
-    def record(self, kind: str, ms: float) -> None: ...
+    def record(self, kind: Kind, ms: float) -> None: ...
     def counters(self) -> dict[str, tuple[int, float]]:
         """name -> (count, summed ms); includes "evictions"."""
         ...
@@ -135,5 +142,17 @@ class Store(Protocol):
         """True when the store's files were deleted or replaced under it: reopen it."""
         ...
 
-    def clear(self) -> None: ...
+    def clear(self) -> None:
+        """Delete every stored result (copies the backend moved aside included), row and
+        statistic, but not the locks of computations in flight."""
+        ...
+
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Opened:
+    """What opening a backend gave: the store (None: the cache is off) and a line for the UI."""
+
+    store: Store | None
+    message: str

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from animegan.styles import DEFAULT_STYLE
+
 from . import build_service
 from . import settings as settings_module
 
@@ -33,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-o", "--outdir", type=Path, default=Path("stylized"), help="output folder (default ./stylized)"
     )
-    parser.add_argument("--style", default="hayao", help="style name (see --list-styles)")
+    parser.add_argument(
+        "--style", default=DEFAULT_STYLE, help=f"style name (default {DEFAULT_STYLE}; see --list-styles)"
+    )
     parser.add_argument(
         "--list-styles", action="store_true", help="list the styles and whether each is available"
     )
@@ -156,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     failures = 0
     targets = [args.outdir / name for name in output_names(paths, args.style)]
-    with tqdm(list(zip(paths, targets)), unit="photo", disable=len(paths) < 2, file=sys.stderr) as bar:
+    jobs = list(zip(paths, targets, strict=True))
+    with tqdm(jobs, unit="photo", disable=len(paths) < 2, file=sys.stderr) as bar:
         for path, target in bar:
             try:
                 outcome = service.stylize(path, args.style, use_cache=not args.force)

@@ -1,15 +1,20 @@
 """What one stylize request produced, and how it is reported to a person and to an API caller.
 
 The badge text and the `cache_info` JSON are built here once, so the UI, the API and the
-CLI all describe a result the same way.
+CLI all describe a result the same way; the app's cache panel names the kinds from the same
+`KIND_LABELS`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-#: How each kind of outcome is named in the badge.
-_KIND_LABELS = {
+if TYPE_CHECKING:  # the CLI's --help imports this module: no cache_store (and imagehash) for it
+    from cache_store import Kind
+
+#: How each kind of outcome is named to a person (the badge, the cache panel).
+KIND_LABELS: dict[Kind, str] = {
     "exact": "exact hit",
     "fuzzy": "near-duplicate hit",
     "coalesced": "waited for an identical request",
@@ -31,7 +36,7 @@ class Outcome:
     """
 
     png: bytes
-    kind: str
+    kind: Kind
     style: str
     width: int
     height: int
@@ -41,7 +46,7 @@ class Outcome:
     cached: bool = True
 
     def badge(self) -> str:
-        parts = [_KIND_LABELS[self.kind]]
+        parts = [KIND_LABELS[self.kind]]
         if self.kind == "fuzzy":
             parts.append(f"distance {self.distance} of 64")
         parts.append(format_duration(self.latency_ms))

@@ -4,11 +4,12 @@ It joins `animegan` (intake and model) and `cache_store` (the two tiers) and own
 policies that belong to neither: the cache namespace, fitting a near-duplicate's output to
 this upload, how many inferences run at once, and how much uncached work may wait.
 
-A request runs in two steps so that the app can keep hits off the inference path:
-`prepare` answers from the cache in milliseconds or returns a `Job`; only a `Job` goes to
-`finish`, which waits its turn for the model. `prepare` decodes the upload only as far as
-fingerprinting needs (a JPEG at reduced scale); the full decode for the model happens in
-`finish`. After a miss, the new entry is calibrated for the near-duplicate tier in the
+A request runs in steps so that the app can keep hits off the inference path: `receive`
+reads and hashes the file (an exact hit for the very same file ends here) and returns what
+it `Received`; `look_up` decodes it only as far as fingerprinting needs (a JPEG at reduced
+scale) and answers from the cache in milliseconds or returns a `Job`; only a `Job` goes to
+`finish`, which waits its turn for the model and decodes the upload in full. `prepare` is
+the first two in one call. After a miss, the new entry is calibrated for the near-duplicate tier in the
 background, once the answer is out (`Calibrator`).
 """
 
@@ -56,7 +57,7 @@ class BusyError(AnimeGANError):
 
 
 @dataclass
-class Request:
+class Received:
     """An upload whose file is not cached: everything `look_up` needs."""
 
     started: float
@@ -69,7 +70,7 @@ class Request:
 
 
 @dataclass
-class Job(Request):
+class Job(Received):
     """An upload that the cache could not answer: everything `finish` needs."""
 
     fingerprint: Fingerprint | None = None
@@ -165,8 +166,8 @@ class StylizeService:
         queueing counts in its latency. Raises `AnimeGANError` subclasses with a
         user-facing message for a bad upload, an unknown style or missing weights.
         """
-        request = self.receive(source, style, use_cache=use_cache, scope=scope, started=started)
-        return request if isinstance(request, Outcome) else self.look_up(request)
+        received = self.receive(source, style, use_cache=use_cache, scope=scope, started=started)
+        return received if isinstance(received, Outcome) else self.look_up(received)
 
     def receive(
         self,
@@ -176,8 +177,8 @@ class StylizeService:
         use_cache: bool = True,
         scope: str | None = None,
         started: float | None = None,
-    ) -> Outcome | Request:
-        """The exact hit for this very file, or the `Request` to look up: reading and
+    ) -> Outcome | Received:
+        """The exact hit for this very file, or the `Received` upload to look up: reading and
         hashing the file only, never decoding it, so no upload can make it slow."""
         started = time.perf_counter() if started is None else started
         data = read_upload(source)
@@ -188,35 +189,35 @@ class StylizeService:
             hit = self.cache.lookup_raw(namespace, raw_sha)
             if hit is not None:
                 return self._outcome(hit, hit.value, style, started)
-        return Request(started, style, namespace, stylizer, data, raw_sha, use_cache)
+        return Received(started, style, namespace, stylizer, data, raw_sha, use_cache)
 
-    def look_up(self, request: Request) -> Outcome | Job:
-        """Decode `request`'s upload as far as fingerprinting needs and answer from the
+    def look_up(self, received: Received) -> Outcome | Job:
+        """Decode `received`'s upload as far as fingerprinting needs and answer from the
         cache, or return the `Job` for the model."""
-        preview = open_preview(request.data, min_side=PREVIEW_SIDE)  # refuses what open_image refuses
+        preview = open_preview(received.data, min_side=PREVIEW_SIDE)  # refuses what open_image refuses
         fingerprint = None
         if self.cache is not None:
             fingerprint = Fingerprint.of(
-                preview.image, raw_sha=request.raw_sha, exact=False, box=preview.frame.box, size=preview.size
+                preview.image, raw_sha=received.raw_sha, exact=False, box=preview.frame.box, size=preview.size
             )
             hit = None
-            if request.use_cache:
+            if received.use_cache:
                 query = fingerprint
 
                 def exact_key() -> str:  # only for a candidate that looks identical to the upload
-                    photo = open_image(request.data, max_side=self.max_side)
+                    photo = open_image(received.data, max_side=self.max_side)
                     return str(query.keyed(model_view(photo)).pixel_sha)
 
-                hit = self.cache.lookup(request.namespace, fingerprint, pixel_key=exact_key)
+                hit = self.cache.lookup(received.namespace, fingerprint, pixel_key=exact_key)
             if hit is not None:
-                data = request.data
+                data = received.data
                 alpha = (
                     (lambda: open_image(data, max_side=self.max_side).alpha) if preview.has_alpha else _none
                 )
                 return self._outcome(
-                    hit, self._fit_hit(hit, preview.size, alpha), request.style, request.started
+                    hit, self._fit_hit(hit, preview.size, alpha), received.style, received.started
                 )
-        return Job(**vars(request), fingerprint=fingerprint)
+        return Job(**vars(received), fingerprint=fingerprint)
 
     def finish(self, job: Job, progress: Progress | None = None) -> Outcome:
         """Run the model for `job` (once, however many identical requests wait on it).

@@ -14,6 +14,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from animegan.precision_choices import PRECISIONS
+
 DEFAULT_CACHE_DIR = Path(".cache") / "results"
 
 
@@ -93,12 +95,12 @@ _OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
         "fetch every download from <this URL>/<file name> instead of its upstream URL",
     ),
     "max_side": ("ANIMEGAN_MAX_SIDE", int, "longest side the model sees, in pixels"),
-    "precision": ("ANIMEGAN_PRECISION", str, "auto, fp32 or bf16"),
+    "precision": ("ANIMEGAN_PRECISION", str, f"one of {', '.join(PRECISIONS)}"),
     "inference_workers": ("ANIMEGAN_INFERENCE_WORKERS", int, "inferences run at once per process"),
     "max_pending": ("ANIMEGAN_MAX_PENDING", int, "uncached requests allowed to wait before 'busy'"),
 }
 
-_CHOICES = {"precision": ["auto", "fp32", "bf16"], "cache_scope": ["global", "session"]}
+_CHOICES = {"precision": list(PRECISIONS), "cache_scope": ["global", "session"]}
 
 _BOOL_FLAGS = {"share", "mcp", "no_cache", "offline"}
 

@@ -1,8 +1,10 @@
 """Helpers for the cache_store tests (tests/cache/): store invariants read straight from
-SQLite, fitting like the service, and fingerprints of synthetic pictures for tests that need many distinct entries."""
+SQLite, fitting like the service, and fingerprints of synthetic pictures for tests that need
+many distinct entries."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -15,7 +17,7 @@ from PIL import Image
 
 from cache_store import Fingerprint, ResultCache
 from cache_store.envelope import unpack
-from cache_store.result_cache import _namespace_id
+from cache_store.result_cache import namespace_id
 
 MAX_SIDE = 512
 
@@ -63,7 +65,7 @@ def indexed_rows(cache: ResultCache, namespace: str) -> int:
     by a lookup that misses (white-box: the index itself has no public view)."""
     cache.lookup(namespace, synthetic_fingerprint(10**6))
     _, tier = cache._live
-    return len(tier._indexes[_namespace_id(namespace)])
+    return len(tier._indexes[namespace_id(namespace)])
 
 
 def check(location: Path | str) -> dict[str, int]:
@@ -103,12 +105,12 @@ def check_store(directory: Path, *, orphans_allowed: bool = False) -> dict[str, 
     assert all(key in values for (key,) in aliases), "alias without a value"
     assert len(set(rows)) == len(rows)
     referenced = set()
-    for key, (mode, filename, inline) in values.items():
+    for key, (_mode, filename, inline) in values.items():
         assert key.startswith("v:")
         blob = inline if filename is None else (directory / filename).read_bytes()
         if filename is not None:
             referenced.add((directory / filename).resolve())
-        value, meta, _ = unpack(blob)
+        value, _, _ = unpack(blob)
         assert value_matches(key.rsplit(":", 1)[1], value), f"torn or swapped value under {key}"
     on_disk = {path.resolve() for path in directory.glob("*/*/*.val")}
     if not orphans_allowed:
@@ -119,7 +121,7 @@ def check_store(directory: Path, *, orphans_allowed: bool = False) -> dict[str, 
 def rewrite_value(location: Path | str, fp: Fingerprint, namespace: str, change) -> None:
     """Replace the stored blob of `fp`'s value with `change(blob)`, where it lies: the value
     file or the inline row of a directory, the hash field of a Redis value."""
-    key = f"v:{_namespace_id(namespace)}:{fp.pixel_sha}"
+    key = f"v:{namespace_id(namespace)}:{fp.pixel_sha}"
     if isinstance(location, Path):
         with connect(location) as con:
             filename, inline = con.execute(
@@ -143,10 +145,8 @@ def disk_usage(directory: Path) -> int:
     total = directory.lstat().st_blocks * 512
     for root, folders, files in os.walk(directory):
         for name in folders + files:
-            try:
+            with contextlib.suppress(FileNotFoundError):  # deleted meanwhile
                 total += os.lstat(os.path.join(root, name)).st_blocks * 512
-            except FileNotFoundError:  # deleted meanwhile
-                pass
     return total
 
 

@@ -93,7 +93,7 @@ def test_warming_starts_only_when_the_server_is_up(cache, weights_dir):
     stop = threading.Event()
     warming = start_warming(service, EXAMPLES[:1], "hayao", ready=up.is_set, stop=stop)
     time.sleep(0.3)
-    assert cache.stats().get("entries", 0) == 0 and warming.is_alive()
+    assert cache.stats().entries == 0 and warming.is_alive()
     up.set()
     warming.join(60)
-    assert not warming.is_alive() and cache.stats()["entries"] == 1
+    assert not warming.is_alive() and cache.stats().entries == 1

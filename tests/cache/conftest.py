@@ -25,5 +25,6 @@ def originals(photo_paths: list[Path]) -> dict[str, Image.Image]:
 
 @pytest.fixture(scope="session")
 def fitted(originals: dict[str, Image.Image]) -> dict[str, Image.Image]:
-    """Every project photo downscaled to the model's 512 px, as the service fingerprints it."""
+    """Every project photo downscaled to 512 px (`cache_support.MAX_SIDE`), as the service
+    fits an upload before fingerprinting it (its default is 768 px; smaller keeps the tests quick)."""
     return {name: fit(image) for name, image in originals.items()}

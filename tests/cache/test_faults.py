@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from cache_support import check_store, synthetic_fingerprint, value_for, value_matches
 
-from cache_store import ResultCache, disk_store
+from cache_store import ResultCache
+from cache_store.backends import disk
 
 NS = "ns"
 FORK = multiprocessing.get_context("fork")
@@ -87,7 +88,7 @@ def test_an_unusable_directory_runs_uncached(problem: str, tmp_path: Path) -> No
     assert len(calls) == 2
     cache.put(NS, fp, b"styled", {})
     assert cache.lookup(NS, fp) is None and cache.lookup_raw(NS, fp.raw_sha) is None
-    assert cache.stats()["lookups"] == 0 and cache.stats()["healthy"] is False
+    assert cache.stats().lookups == 0 and cache.stats().healthy is False
     cache.clear()
     cache.close()
 
@@ -103,7 +104,7 @@ def _fill_a_full_disk(directory: Path, report) -> None:
         size = 2_000_000 if seed % 8 == 0 else 20_000  # files over the cap; inline rows fill the db
         result = cache.get_or_compute(NS, fp, lambda fp=fp, size=size: (value_for(fp, size), {}))
         ok += result.kind == "miss" and value_matches(fp.pixel_sha, result.value)
-    report.put((ok, cache.stats()["entries"], cache.healthy, cache.status_message))
+    report.put((ok, cache.stats().entries, cache.healthy, cache.status_message))
     cache.close()
 
 
@@ -116,7 +117,7 @@ def test_a_full_disk_skips_writes_but_serves_every_request(tmp_path: Path, monke
     assert child.exitcode == 0 and ok == 80 and healthy
     assert status.startswith("Result cache degraded")  # the UI can say why results are not kept
     assert 0 < entries < 70  # some writes failed, quietly
-    monkeypatch.setattr(disk_store, "ORPHAN_GRACE_S", 0.0)  # sweep half-written files now
+    monkeypatch.setattr(disk, "ORPHAN_GRACE_S", 0.0)  # sweep half-written files now
     with ResultCache(tmp_path) as cache:
         assert "ready" in cache.status_message
     check_store(tmp_path)
@@ -140,7 +141,7 @@ def test_kill_9_during_writes_leaves_a_consistent_store(tmp_path: Path, monkeypa
         os.kill(writer.pid, signal.SIGKILL)
         writer.join()
         check_store(tmp_path, orphans_allowed=True)
-    monkeypatch.setattr(disk_store, "ORPHAN_GRACE_S", 0.0)
+    monkeypatch.setattr(disk, "ORPHAN_GRACE_S", 0.0)
     with ResultCache(tmp_path) as cache:
         assert "ready" in cache.status_message  # consistent: nothing had to be moved aside
         counts = check_store(tmp_path)

@@ -19,7 +19,7 @@ from cache_support import check, connect, reencode, rewrite_value, stored_print,
 from PIL import Image
 
 from cache_store import Fingerprint, ResultCache
-from cache_store.result_cache import _namespace_id
+from cache_store.result_cache import namespace_id
 
 NS = "ns"
 
@@ -92,7 +92,7 @@ def tamper_sqlite(directory: Path, fp: Fingerprint, assignment: str, *args: obje
 def tamper_redis(url: str, fp: Fingerprint, field: str, value: bytes) -> None:
     client = redis.Redis.from_url(url)
     try:
-        client.hset(f"rc:v:{_namespace_id(NS)}:{fp.pixel_sha}", field, value)
+        client.hset(f"rc:v:{namespace_id(NS)}:{fp.pixel_sha}", field, value)
     finally:
         client.close()
 
@@ -100,7 +100,7 @@ def tamper_redis(url: str, fp: Fingerprint, field: str, value: bytes) -> None:
 def plant_stream_entry(url: str, fields: dict[str, bytes]) -> None:
     client = redis.Redis.from_url(url)
     try:
-        stream = f"rc:x:{_namespace_id(NS)}"
+        stream = f"rc:x:{namespace_id(NS)}"
         last = client.xrevrange(stream, count=1)[0][0].decode()
         client.xadd(stream, fields, id=f"{int(last.split('-')[0]) + 1}-0")
     finally:

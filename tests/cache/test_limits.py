@@ -30,14 +30,14 @@ def test_size_limit_evicts_least_recently_used_and_the_index_follows(tmp_path: P
             assert cache.lookup(NS, prints[0]) is not None or fp is prints[0]  # keep it recently used
             cache.put(NS, fp, value_for(fp, 100_000), {})
         stats = cache.stats()
-        assert stats["evictions"] > 0 and stats["entries"] < len(prints) and stats["bytes"] < 1.3 * limit
+        assert stats.evictions > 0 and stats.entries < len(prints) and stats.bytes < 1.3 * limit
         assert cache.lookup(NS, prints[0]) is not None
         assert cache.lookup(NS, prints[1]) is None
-        assert indexed_rows(cache, NS) == stats["entries"]
+        assert indexed_rows(cache, NS) == stats.entries
     assert check_store(tmp_path) == {
-        "values": stats["entries"],
-        "rows": stats["entries"],
-        "aliases": stats["entries"],
+        "values": stats.entries,
+        "rows": stats.entries,
+        "aliases": stats.entries,
     }
 
 
@@ -87,7 +87,7 @@ def test_clear_empties_every_process_view(tmp_path: Path, fitted) -> None:
         assert second.lookup(NS, variant).kind == "fuzzy"
         first.clear()
         assert second.lookup(NS, variant) is None and indexed_rows(second, NS) == 0
-        assert first.stats()["lookups"] == 0 and first.stats()["entries"] == 0
+        assert first.stats().lookups == 0 and first.stats().entries == 0
         second.put(NS, fp, value_for(fp, 100), {})  # usable again after the wipe
         assert first.lookup(NS, variant).kind == "fuzzy"
     assert not list(tmp_path.glob("corrupt-*"))

@@ -10,7 +10,7 @@ import pytest
 from cache_support import check_store, connect, synthetic_fingerprint, value_for
 
 from cache_store import ResultCache
-from cache_store.bytes_disk import BytesOnlyDisk, RefusedValue
+from cache_store.backends.bytes_only_disk import BytesOnlyDisk, RefusedValue
 
 NS = "ns"
 
@@ -43,7 +43,7 @@ def test_planted_pickles_are_refused_and_dropped(size: int, tmp_path: Path) -> N
         assert cache.lookup_raw(NS, fp.raw_sha) is None
         assert cache.lookup(NS, fp) is None
         assert not marker.exists()
-        assert cache.stats()["entries"] == 0  # the planted row is gone, with its fuzzy row
+        assert cache.stats().entries == 0  # the planted row is gone, with its fuzzy row
     assert check_store(store) == {"values": 0, "rows": 0, "aliases": 0}
 
 

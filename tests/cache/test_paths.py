@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from cache_support import connect, synthetic_fingerprint, value_for
 
-from cache_store import ResultCache, disk_store
+from cache_store import ResultCache
+from cache_store.backends import disk
 
 NS = "ns"
 VALUE_NAME = "0123456789abcdef0123456789ab.val"  # a name of diskcache's own layout
@@ -75,7 +76,7 @@ def test_the_expiry_sweep_deletes_nothing_outside(target: str, outside: dict[str
     plant(outside["store"], TARGETS[target](outside), expired=True)
     with ResultCache(outside["store"], sweep_interval=0.1) as cache:  # opening sweeps, then the housekeeper
         deadline = time.monotonic() + 10
-        while cache.stats()["entries"] > 1:
+        while cache.stats().entries > 1:
             assert time.monotonic() < deadline, "the planted expired row was never swept"
             time.sleep(0.05)
     assert survived(outside)
@@ -87,11 +88,11 @@ def test_eviction_and_clear_delete_nothing_outside(target: str, outside: dict[st
     with ResultCache(outside["store"], size_limit=1_000_000) as cache:
         fp = synthetic_fingerprint(2)
         cache.put(NS, fp, value_for(fp, 100_000), {})  # the planted 10 MB row goes first
-        assert cache.stats()["entries"] == 2
+        assert cache.stats().entries == 2
         assert survived(outside)
         plant(outside["store"], TARGETS[target](outside))
         cache.clear()
-        assert cache.stats()["entries"] == 0
+        assert cache.stats().entries == 0
     assert survived(outside)
 
 
@@ -102,14 +103,14 @@ def test_a_lookup_reads_and_deletes_nothing_outside(target: str, outside: dict[s
         con.execute("UPDATE Cache SET filename = ?", (TARGETS[target](outside),))
     with ResultCache(outside["store"]) as cache:
         assert cache.lookup_raw(NS, fp.raw_sha) is None and cache.lookup(NS, fp) is None
-        assert cache.stats()["entries"] == 0  # refused and dropped
+        assert cache.stats().entries == 0  # refused and dropped
     assert survived(outside)
 
 
 def test_the_orphan_sweep_does_not_follow_a_planted_folder_link(
     outside: dict[str, Path], monkeypatch
 ) -> None:
-    monkeypatch.setattr(disk_store, "ORPHAN_GRACE_S", 0.0)
+    monkeypatch.setattr(disk, "ORPHAN_GRACE_S", 0.0)
     ResultCache(outside["store"]).close()  # opening sweeps value files no row refers to
     assert survived(outside)
     fp = synthetic_fingerprint(1)

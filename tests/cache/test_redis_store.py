@@ -25,8 +25,8 @@ from PIL import Image
 from redis_support import RedisServer, check_redis
 
 from cache_store import Fingerprint, ResultCache
+from cache_store.backends.redis import RedisStore
 from cache_store.envelope import MAGIC
-from cache_store.redis_store import RedisStore
 
 pytestmark = pytest.mark.redis
 
@@ -111,10 +111,11 @@ def test_maxmemory_evicts_and_nothing_points_at_a_lost_value(redis_url: str, db:
             db.config_set("maxmemory", 0)  # evictions stop, so what is left can be checked
             found = [cache.lookup(NS, fp) for fp in prints]  # misses drop what they meet
             assert all(
-                hit is None or value_matches(fp.pixel_sha, hit.value) for hit, fp in zip(found, prints)
+                hit is None or value_matches(fp.pixel_sha, hit.value)
+                for hit, fp in zip(found, prints, strict=True)
             )
             kept = sum(hit is not None for hit in found)
-            assert 0 < kept < len(prints) and cache.stats()["evictions"] > 0
+            assert 0 < kept < len(prints) and cache.stats().evictions > 0
             for fp in prints:
                 cache.lookup_raw(NS, fp.raw_sha)
             counts = check_redis(db)
@@ -159,7 +160,7 @@ def test_clear_and_a_flushed_server_empty_every_replica(
         assert not store.try_lock("in flight", "other", 60)  # a computation's lease survives
         store.close()
         assert second.lookup(NS, variant) is None and indexed_rows(second, NS) == 0
-        assert first.stats()["lookups"] == 0 and first.stats()["entries"] == 0
+        assert first.stats().lookups == 0 and first.stats().entries == 0
         second.put(NS, fp, value_for(fp, 100), {})
         assert first.lookup(NS, variant).kind == "fuzzy"
         db.flushdb()  # an operator's FLUSHDB, or a restart without persistence

@@ -20,7 +20,8 @@ from cache_support import (
     value_for,
 )
 
-from cache_store import ResultCache, disk_store
+from cache_store import ResultCache
+from cache_store.backends import disk
 
 NS = "ns"
 linux_only = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts open files through /proc")
@@ -46,7 +47,7 @@ def test_open_files_stay_flat_over_bursts_of_long_misses(tmp_path: Path) -> None
             for thread in threads:
                 thread.join()
             counts.append(len(open_files(tmp_path / "cache.db")))
-        assert cache.stats()["misses"] == 24
+        assert cache.stats().misses == 24
     # SQLite keeps a closed connection's descriptor for reuse while others hold locks on the
     # file, so the first burst sets a plateau; later bursts must not raise it.
     assert counts[-1] <= counts[0] + 2, counts
@@ -66,8 +67,8 @@ def test_the_directory_stays_within_its_byte_budget(tmp_path: Path) -> None:
                 cache.lookup_raw(NS, earlier.raw_sha)
             worst = max(worst, disk_usage(tmp_path))
         stats = cache.stats()
-        assert stats["entries"] >= 4  # the budget is used, not emptied
-        assert stats["bytes"] >= 0.9 * disk_usage(tmp_path)  # the cache panel tells the truth
+        assert stats.entries >= 4  # the budget is used, not emptied
+        assert stats.bytes >= 0.9 * disk_usage(tmp_path)  # the cache panel tells the truth
     assert worst <= 1.1 * budget, f"{worst / 2**20:.2f} MB on disk for a 2 MB budget"
     check_store(tmp_path)
 
@@ -105,7 +106,7 @@ def test_expired_entries_leave_the_disk_within_one_sweep_interval(tmp_path: Path
 def test_a_deleted_cache_directory_is_reopened_not_written_into(tmp_path: Path, caplog, monkeypatch) -> None:
     directory = tmp_path / "cache"
     before, after = synthetic_fingerprint(1), synthetic_fingerprint(2)
-    monkeypatch.setattr(disk_store, "ORPHAN_GRACE_S", 0.0)  # what a write into the deleted store left
+    monkeypatch.setattr(disk, "ORPHAN_GRACE_S", 0.0)  # what a write into the deleted store left
     with (
         ResultCache(directory, sweep_interval=0.2) as cache,
         caplog.at_level(logging.WARNING, logger="cache_store"),

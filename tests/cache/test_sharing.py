@@ -8,7 +8,7 @@ from pathlib import Path
 from cache_support import indexed_rows, reencode, stored_print, synthetic_fingerprint, value_for
 from PIL import Image
 
-from cache_store import Fingerprint, ResultCache
+from cache_store import KINDS, Fingerprint, ResultCache
 
 NS = "ns"
 FORK = multiprocessing.get_context("fork")
@@ -44,7 +44,7 @@ def test_entries_added_or_evicted_elsewhere_are_seen_at_the_next_lookup(tmp_path
         assert hit is not None and hit.kind == "fuzzy" and hit.meta == {"by": "child"}
         in_child(_flood, tmp_path)  # its size limit evicts the photo and most of the flood
         assert cache.lookup(NS, variant) is None
-        assert indexed_rows(cache, NS) == cache.stats()["entries"] < 20
+        assert indexed_rows(cache, NS) == cache.stats().entries < 20
 
 
 def _mixed_traffic(directory: Path | str, worker: int) -> None:
@@ -62,7 +62,8 @@ def test_stats_add_up_across_processes(location: Path | str) -> None:
     with ResultCache(location) as cache:
         stats = cache.stats()
     assert {
-        key: stats[key] for key in ("lookups", "exact_hits", "fuzzy_hits", "coalesced", "misses", "entries")
+        key: getattr(stats, key)
+        for key in ("lookups", "exact_hits", "fuzzy_hits", "coalesced", "misses", "entries")
     } == {
         "lookups": 6,
         "exact_hits": 4,
@@ -71,6 +72,7 @@ def test_stats_add_up_across_processes(location: Path | str) -> None:
         "misses": 2,
         "entries": 2,
     }
-    assert stats["hit_rate"] == 4 / 6 and stats["bytes"] > 2_000
-    assert set(stats["mean_ms"]) == set(stats["p95_ms"]) == {"exact", "miss"}
-    assert all(value > 0 for value in stats["p95_ms"].values())
+    assert {kind: stats.count(kind) for kind in KINDS} == {"exact": 4, "fuzzy": 0, "coalesced": 0, "miss": 2}
+    assert stats.hit_rate == 4 / 6 and stats.bytes > 2_000
+    assert set(stats.mean_ms) == set(stats.p95_ms) == {"exact", "miss"}
+    assert all(value > 0 for value in stats.p95_ms.values())

@@ -1,8 +1,13 @@
-"""Which store a cache location names: a directory (diskcache) or a Redis URL.
+"""The stores behind `ResultCache`, and which one a cache location names.
 
-A directory serves the processes of one host; a Redis server serves replicas on many hosts.
-Opening never fails the app: an unreachable Redis gives a store that answers every call
-with `StoreUnavailable` (a miss) and reconnects by itself once Redis is back.
+* `disk`: a local directory (diskcache plus side tables in its SQLite file), shared by the
+  processes of one host; `disk_recovery` opens it, moving a corrupt store aside.
+* `redis`: a Redis server, shared by replicas on many hosts.
+
+Each implements the `Store` protocol (`cache_store.store`) and raises only its `StoreError`
+family. Opening never fails the app: an unusable directory leaves the cache off, and an
+unreachable Redis gives a store that answers every call with `StoreUnavailable` (a miss)
+and reconnects by itself once Redis is back.
 """
 
 from __future__ import annotations
@@ -10,11 +15,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from .recovery import Opened, open_store
+from ..store import Opened, StoreError, StoreUnavailable
+from .disk_recovery import open_disk_store
 
 log = logging.getLogger(__name__)
 
 SERVER_SCHEMES = ("redis://", "rediss://", "unix://")
+
+__all__ = ["SERVER_SCHEMES", "Opened", "as_location", "is_server_url", "open_backend"]
 
 
 def is_server_url(location: str | Path) -> bool:
@@ -34,9 +42,8 @@ def open_backend(location: str | Path, *, size_limit: int) -> Opened:
             return Opened(
                 None, f"Result cache is off ({location} is not a {' / '.join(SERVER_SCHEMES)} URL)."
             )
-        return open_store(Path(location), size_limit=size_limit)
-    from .redis_store import RedisStore  # the redis client is needed only for a Redis cache
-    from .store import StoreError, StoreUnavailable
+        return open_disk_store(Path(location), size_limit=size_limit)
+    from .redis import RedisStore  # the redis client is needed only for a Redis cache
 
     try:
         store = RedisStore(str(location))

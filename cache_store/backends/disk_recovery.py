@@ -10,33 +10,21 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import shutil
 import sqlite3
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import diskcache
-from diskcache.core import DBNAME
 
-from .disk_store import DiskStore, is_corruption
-from .store import Store, StoreError
+from ..store import Opened, StoreError
+from .disk import DiskStore, is_corruption, quarantine
 
 log = logging.getLogger(__name__)
 
-QUARANTINE_PREFIX = "corrupt-"
 _OPEN_LOCK = ".open.lock"
 
 
-@dataclass(frozen=True)
-class Opened:
-    store: Store | None
-    message: str
-
-
-def open_store(directory: Path, *, size_limit: int) -> Opened:
+def open_disk_store(directory: Path, *, size_limit: int) -> Opened:
     """Open the store in `directory`, moving a corrupt one aside; never raises."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -59,24 +47,6 @@ def open_store(directory: Path, *, size_limit: int) -> Opened:
             None, f"Result cache is off ({type(error).__name__}: {error}); every photo is computed."
         )
     return Opened(store, f"Result cache ready in {directory}.")
-
-
-def quarantine(directory: Path) -> Path:
-    """Move the SQLite files into a fresh `corrupt-*` folder; value files become orphans
-    of the new store and are swept when it opens."""
-    target = directory / f"{QUARANTINE_PREFIX}{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-    target.mkdir()
-    for suffix in ("", "-wal", "-shm"):
-        source = directory / (DBNAME + suffix)
-        if source.exists():
-            os.replace(source, target / source.name)
-    return target
-
-
-def remove_quarantined(directory: Path) -> None:
-    """Delete moved-aside stores (they hold cached results too): part of `clear()`."""
-    for folder in directory.glob(QUARANTINE_PREFIX + "*"):
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -44,8 +44,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from ..lookup import KINDS, Kind
+from ..store import Changes, Cursor, Entry, FuzzyRow, StoreError, StoreUnavailable
 from .backoff import Backoff
-from .store import Changes, Cursor, Entry, FuzzyRow, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +63,8 @@ ROWS_PER_READ = 10_000
 ROWS_KEPT = 4_000_000
 #: Recent latencies kept per kind for the p95.
 LATENCY_WINDOW = 1024
-_KINDS = ("exact", "fuzzy", "coalesced", "miss")
 _PHASH = struct.Struct(">Q")
-_BOOKKEEPING = ("seq", "epoch", "namespaces", "stats", *(f"lat:{kind}" for kind in _KINDS))
+_BOOKKEEPING = ("seq", "epoch", "namespaces", "stats", *(f"lat:{kind}" for kind in KINDS))
 
 # KEYS: value, stream, seq, stats, namespaces[, alias]
 # ARGV: blob, signature, width, height, alpha, phash, ttl ms, rows kept, key, alias, namespace
@@ -315,7 +315,7 @@ class RedisStore:
 
     # -- counters -------------------------------------------------------------------------
 
-    def record(self, kind: str, ms: float) -> None:
+    def record(self, kind: Kind, ms: float) -> None:
         stats, recent = self._k("stats"), self._k(f"lat:{kind}")
         with self._call():
             pipe = self._client.pipeline(transaction=False)
@@ -342,10 +342,11 @@ class RedisStore:
     def latencies(self) -> dict[str, list[float]]:
         with self._call():
             pipe = self._client.pipeline(transaction=False)
-            for kind in _KINDS:
+            for kind in KINDS:
                 pipe.lrange(self._k(f"lat:{kind}"), 0, -1)
             lists = pipe.execute()
-        return {kind: [float(ms) for ms in values] for kind, values in zip(_KINDS, lists) if values}
+        found = zip(KINDS, lists, strict=True)
+        return {kind: [float(ms) for ms in values] for kind, values in found if values}
 
     def usage(self) -> tuple[int, int]:
         """(results, bytes Redis uses). Redis evicts silently, so results are estimated
@@ -398,7 +399,8 @@ class RedisStore:
         reason = self._backoff.reason
         if reason is None:
             return None
-        return f"Redis at {self.where} is unreachable ({reason}); retrying in {self._backoff.seconds_to_retry():.1f} s."
+        retry = self._backoff.seconds_to_retry()
+        return f"Redis at {self.where} is unreachable ({reason}); retrying in {retry:.1f} s."
 
     def config_warning(self) -> str | None:
         """What is wrong with the server's memory settings for a cache, if anything."""

@@ -23,7 +23,9 @@ Resources a long-running app must not leak or outgrow:
   `discard` deletes a value's row and file even once it has expired (diskcache's own delete
   skips expired rows);
 * the directory itself: `stale` notices that it was deleted or replaced, so the owner can
-  open a fresh store instead of writing into deleted files.
+  open a fresh store instead of writing into deleted files;
+* stores moved aside: a corrupt SQLite file goes into a `corrupt-*` folder (`quarantine`,
+  see `disk_recovery`), and `clear` deletes those folders with everything else.
 
 Rows this code did not write (wrong types in a tampered database) are dropped with their
 value and logged, and read as missing.
@@ -34,12 +36,13 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import shutil
 import sqlite3
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TypeVar
 
@@ -47,8 +50,9 @@ import diskcache
 import numpy as np
 from diskcache.core import DBNAME
 
-from .bytes_disk import BytesOnlyDisk, RefusedValue
-from .store import Changes, Cursor, Entry, FuzzyRow, MalformedEntry, StoreCorrupt, StoreError
+from ..lookup import Kind
+from ..store import Changes, Cursor, Entry, FuzzyRow, MalformedEntry, StoreCorrupt, StoreError
+from .bytes_only_disk import BytesOnlyDisk, RefusedValue
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +71,8 @@ WAL_BOUNDS = (64 << 10, 4 << 20)
 #: A checkpoint that would wait longer for readers is skipped (tried again on a later write).
 CHECKPOINT_WAIT_MS = 50
 SQLITE_FILES = (DBNAME, DBNAME + "-wal", DBNAME + "-shm")
+#: A corrupt store's SQLite files are moved into a folder named so, inside its directory.
+QUARANTINE_PREFIX = "corrupt-"
 
 T = TypeVar("T")
 
@@ -156,10 +162,8 @@ class _Connection:
             self.con.close()
 
     def __del__(self) -> None:
-        try:
+        with suppress(Exception):
             self.close()
-        except Exception:
-            pass
 
 
 class _Values(diskcache.Cache):
@@ -263,7 +267,8 @@ class DiskStore:
     def rows_after(self, namespace: str, seq: int) -> tuple[np.ndarray, np.ndarray]:
         con = self._con()
         rows = con.execute(
-            "SELECT seq, phash FROM cs_entry WHERE ns = ? AND seq > ? AND typeof(phash) = 'integer' ORDER BY seq",
+            "SELECT seq, phash FROM cs_entry"
+            " WHERE ns = ? AND seq > ? AND typeof(phash) = 'integer' ORDER BY seq",
             (namespace, seq),
         ).fetchall()
         for bad_seq, key in con.execute(
@@ -279,7 +284,8 @@ class DiskStore:
         found = (
             self._con()
             .execute(
-                "SELECT seq, value_key, signature, width, height, has_alpha FROM cs_entry WHERE seq = ? AND ns = ?",
+                "SELECT seq, value_key, signature, width, height, has_alpha FROM cs_entry"
+                " WHERE seq = ? AND ns = ?",
                 (seq, namespace),
             )
             .fetchone()
@@ -348,7 +354,7 @@ class DiskStore:
     # -- counters -------------------------------------------------------------------------
 
     @_translated
-    def record(self, kind: str, ms: float) -> None:
+    def record(self, kind: Kind, ms: float) -> None:
         with self._transaction() as con:
             con.execute(
                 "INSERT INTO cs_counter (name, n, ms) VALUES (?, 1, ?)"
@@ -356,7 +362,8 @@ class DiskStore:
                 (kind, ms),
             )
             con.execute(
-                "INSERT OR REPLACE INTO cs_latency VALUES (?, (SELECT n FROM cs_counter WHERE name = ?) % ?, ?)",
+                "INSERT OR REPLACE INTO cs_latency"
+                " VALUES (?, (SELECT n FROM cs_counter WHERE name = ?) % ?, ?)",
                 (kind, kind, LATENCY_WINDOW, ms),
             )
 
@@ -401,19 +408,23 @@ class DiskStore:
 
     @_translated
     def clear(self) -> None:
-        """Delete every value, row and statistic (not the locks of computations in flight)."""
-        self._cache.clear()
-        with self._transaction() as con:
-            con.execute("DELETE FROM cs_entry")
-            con.execute("DELETE FROM cs_alias")
-            con.execute(
-                "UPDATE cs_meta SET value = (SELECT coalesce(max(id), value) FROM cs_removed)"
-                " WHERE name = 'removed_floor'"
-            )
-            con.execute("DELETE FROM cs_removed")
-            con.execute("UPDATE cs_meta SET value = value + 1 WHERE name = 'epoch'")
-            con.execute("UPDATE cs_counter SET n = 0, ms = 0")
-            con.execute("DELETE FROM cs_latency")
+        """Delete every value, row and statistic (not the locks of computations in flight),
+        and the stores moved aside as corrupt: they hold cached results too."""
+        try:
+            self._cache.clear()
+            with self._transaction() as con:
+                con.execute("DELETE FROM cs_entry")
+                con.execute("DELETE FROM cs_alias")
+                con.execute(
+                    "UPDATE cs_meta SET value = (SELECT coalesce(max(id), value) FROM cs_removed)"
+                    " WHERE name = 'removed_floor'"
+                )
+                con.execute("DELETE FROM cs_removed")
+                con.execute("UPDATE cs_meta SET value = value + 1 WHERE name = 'epoch'")
+                con.execute("UPDATE cs_counter SET n = 0, ms = 0")
+                con.execute("DELETE FROM cs_latency")
+        finally:
+            remove_quarantined(self.directory)
 
     def close(self) -> None:
         with self._connections_lock:
@@ -430,10 +441,8 @@ class DiskStore:
     def _sqlite_bytes(self) -> int:
         total = 0
         for name in SQLITE_FILES:
-            try:
+            with suppress(FileNotFoundError):
                 total += os.stat(self.directory / name).st_size
-            except FileNotFoundError:
-                pass
         return total
 
     def _evict_to_limit(self) -> None:
@@ -578,6 +587,24 @@ class DiskStore:
         ]
         for key in keys:
             self.discard(key)
+
+
+def quarantine(directory: Path) -> Path:
+    """Move the SQLite files into a fresh `corrupt-*` folder; value files become orphans
+    of the new store and are swept when it opens."""
+    target = directory / f"{QUARANTINE_PREFIX}{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    target.mkdir()
+    for name in SQLITE_FILES:
+        source = directory / name
+        if source.exists():
+            os.replace(source, target / name)
+    return target
+
+
+def remove_quarantined(directory: Path) -> None:
+    """Delete the stores moved aside in `directory`."""
+    for folder in directory.glob(QUARANTINE_PREFIX + "*"):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _signed64(value: int) -> int:
