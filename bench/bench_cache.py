@@ -54,7 +54,7 @@ from cache_store.hamming import HammingIndex
 from cache_store.result_cache import FUZZY_CANDIDATES
 from cache_store.verify import REFERENCE_SIZE
 from stylize_service.service import FIT_FILTER, StylizeService, encode_png
-from tests import contract_check, photo_classes
+from tests.support import contract_check, photo_classes
 
 STYLE = "hayao"
 FILL = 100_000

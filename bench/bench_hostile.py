@@ -27,7 +27,7 @@ from PIL import Image
 
 from bench.common import machine_line, photo_paths, table, weights_dir, write_result
 from bench.e2e.apps import Call, call, client, real_app
-from tests.engine.test_hostile_files import exif_with_description, multipage_tiff
+from tests.support.hostile_files import exif_with_description, multipage_tiff
 
 EXACT_REPEATS = 15
 

@@ -30,7 +30,7 @@ from PIL import Image
 
 from bench.common import encoded, machine_line, photo_paths, round_robin, table, write_result
 from cache_store import Fingerprint, ResultCache, envelope, result_cache
-from tests.cache_support import disk_usage, open_files, synthetic_fingerprint, value_files, value_for
+from tests.support.cache import disk_usage, open_files, synthetic_fingerprint, value_files, value_for
 
 NS = "bench|store|v1"
 SIDE = 768

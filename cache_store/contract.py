@@ -125,7 +125,8 @@ class _Grid:
     def colour_shift(self, other: Image.Image) -> np.ndarray:
         """How far each cell's mean (Cb, Cr) moves, in 8-bit levels."""
         moved = self._cell_means(_chroma(np.asarray(other, dtype=np.float32))) - self.colour
-        return np.hypot(moved[..., 0], moved[..., 1])
+        shift: np.ndarray = np.hypot(moved[..., 0], moved[..., 1])
+        return shift
 
     def _cell_means(self, values: np.ndarray) -> np.ndarray:
         """(cells, cells, channels) means of (h, w, channels) `values` over the grid."""
@@ -247,16 +248,16 @@ def _sepia(im: Image.Image, _: Image.Image) -> Image.Image:
 
 def _hue_shift(steps: int) -> Apply:
     """Hue turned by `steps` of Pillow's 256-step HSV hue circle."""
-
-    def apply(im: Image.Image, _: Image.Image) -> Image.Image:
-        h, s, v = im.convert("HSV").split()
-        h = h.point(lambda x: (x + steps) % 256)
-        return Image.merge("HSV", (h, s, v)).convert("RGB")
-
-    return apply
+    return lambda im, _: _hue_turned(im, steps)
 
 
-def _enhance(kind: type[ImageEnhance._Enhance], factor: float) -> Apply:
+def _hue_turned(im: Image.Image, steps: int) -> Image.Image:
+    h, s, v = im.convert("HSV").split()
+    h = h.point(lambda x: (x + steps) % 256)
+    return Image.merge("HSV", (h, s, v)).convert("RGB")
+
+
+def _enhance(kind: Callable[[Image.Image], ImageEnhance._Enhance], factor: float) -> Apply:
     return lambda im, _: kind(im).enhance(factor)
 
 
@@ -302,12 +303,14 @@ def _detail(pixels: np.ndarray) -> np.ndarray:
     out = np.zeros_like(grey)
     out[:, :-1] += np.abs(np.diff(grey, axis=1))
     out[:-1, :] += np.abs(np.diff(grey, axis=0))
-    return out
+    detail: np.ndarray = out
+    return detail
 
 
 def _colourfulness(pixels: np.ndarray) -> np.ndarray:
     r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
-    return np.hypot(r - g, 0.5 * (r + g) - b)
+    colourfulness: np.ndarray = np.hypot(r - g, 0.5 * (r + g) - b)
+    return colourfulness
 
 
 def _blurred_region(where: str) -> Apply:
@@ -331,7 +334,7 @@ def _recoloured_region(im: Image.Image, _: Image.Image) -> Image.Image:
     """Hue of the most colourful 20 % window turned by a third of the circle."""
     box = _most(im, RECOLOUR_AREA, _colourfulness)
     out = im.copy()
-    out.paste(_hue_shift(85)(im.crop(box), im), box[:2])
+    out.paste(_hue_turned(im.crop(box), 85), box[:2])
     return out
 
 

@@ -19,6 +19,8 @@ import json
 import struct
 import zlib
 
+from .lookup import Meta
+
 MAGIC = b"CSv2"
 _FIELDS = struct.Struct(">II")  # checksum, header length
 _START = len(MAGIC) + _FIELDS.size
@@ -28,7 +30,7 @@ class EnvelopeError(ValueError):
     """A stored blob that this code did not write, or that was damaged."""
 
 
-def pack(value: bytes, meta: dict, source_size: tuple[int, int]) -> bytes:
+def pack(value: bytes, meta: Meta, source_size: tuple[int, int]) -> bytes:
     try:
         header = json.dumps({"meta": meta, "source_size": list(source_size)}, allow_nan=False).encode()
     except (TypeError, ValueError) as error:
@@ -38,7 +40,7 @@ def pack(value: bytes, meta: dict, source_size: tuple[int, int]) -> bytes:
     return MAGIC + _FIELDS.pack(checksum, len(header)) + header + value
 
 
-def unpack(blob: bytes) -> tuple[bytes, dict, tuple[int, int]]:
+def unpack(blob: bytes) -> tuple[bytes, Meta, tuple[int, int]]:
     """Return (value, meta, source_size); raise EnvelopeError for anything malformed or damaged."""
     if len(blob) < _START or not blob.startswith(MAGIC):
         raise EnvelopeError("not a cache_store blob of this version")

@@ -15,7 +15,8 @@ _BYTE_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint
 def popcount_lut(words: np.ndarray) -> np.ndarray:
     """Set bits per uint64 through a byte table: the path for numpy < 2."""
     as_bytes = np.ascontiguousarray(words, dtype=np.uint64).view(np.uint8).reshape(-1, 8)
-    return _BYTE_POPCOUNT[as_bytes].sum(axis=1, dtype=np.uint8)
+    counts: np.ndarray = _BYTE_POPCOUNT[as_bytes].sum(axis=1, dtype=np.uint8)
+    return counts
 
 
 popcount64 = getattr(np, "bitwise_count", popcount_lut)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
+
+#: What a caller stores with a value and gets back with a hit: JSON-able metadata.
+Meta = dict[str, Any]
 
 Kind = Literal["exact", "fuzzy", "coalesced", "miss"]
 #: Every kind, in the order a person reads them (fastest first).
@@ -23,7 +26,7 @@ class Lookup:
 
     kind: Kind
     value: bytes = field(repr=False)
-    meta: dict
+    meta: Meta
     distance: int
     threshold: int
     latency_ms: float

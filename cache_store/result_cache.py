@@ -39,7 +39,7 @@ from .backends import as_location, open_backend
 from .envelope import EnvelopeError, pack, unpack
 from .fingerprint import Fingerprint
 from .fuzzy_tier import FuzzyTier
-from .lookup import Kind, Lookup
+from .lookup import Kind, Lookup, Meta
 from .signature import SIZE as SIGNATURE_SIZE
 from .single_flight import KeyLease, poll_delays
 from .stats import CacheStats
@@ -174,7 +174,7 @@ class ResultCache:
         self,
         namespace: str,
         fingerprint: Fingerprint,
-        compute: Callable[[], tuple[bytes, dict]],
+        compute: Callable[[], tuple[bytes, Meta]],
         *,
         stored: Callable[[], Fingerprint] | None = None,
     ) -> Lookup:
@@ -222,7 +222,7 @@ class ResultCache:
         namespace: str,
         fingerprint: Fingerprint,
         value: bytes,
-        meta: dict,
+        meta: Meta,
     ) -> None:
         """Store `value` (+ JSON-able `meta`) for this fingerprint; a failed write is only logged.
 
@@ -231,10 +231,10 @@ class ResultCache:
         """
         if not isinstance(value, (bytes, bytearray, memoryview)):
             raise TypeError(f"cached values must be bytes, not {type(value).__name__}")
-        _require_pixel_key(fingerprint)
+        pixel_sha = _require_pixel_key(fingerprint)
         nsid = namespace_id(namespace)
         entry = Entry(
-            key=_value_key(nsid, fingerprint.pixel_sha),
+            key=_value_key(nsid, pixel_sha),
             blob=pack(bytes(value), dict(meta), (fingerprint.width, fingerprint.height)),
             expire=self.ttl if self.ttl > 0 else None,
             alias=_alias_key(nsid, fingerprint.raw_sha) if fingerprint.raw_sha else None,
@@ -361,7 +361,7 @@ class ResultCache:
             return _answer("exact" if same else "fuzzy", found, 0 if same else distance, threshold, started)
         return None
 
-    def _read(self, store: Store, key: str) -> tuple[bytes, dict, tuple[int, int]] | None:
+    def _read(self, store: Store, key: str) -> tuple[bytes, Meta, tuple[int, int]] | None:
         try:
             blob = store.get(key)
             return None if blob is None else unpack(blob)
@@ -377,7 +377,7 @@ class ResultCache:
         self,
         namespace: str,
         fp: Fingerprint,
-        compute: Callable[[], tuple[bytes, dict]],
+        compute: Callable[[], tuple[bytes, Meta]],
         stored: Callable[[], Fingerprint] | None,
         started: float,
     ) -> Lookup:
@@ -485,7 +485,7 @@ class ResultCache:
 
 
 def _answer(
-    kind: Kind, found: tuple[bytes, dict, tuple[int, int]], distance: int, threshold: int, started: float
+    kind: Kind, found: tuple[bytes, Meta, tuple[int, int]], distance: int, threshold: int, started: float
 ) -> Lookup:
     value, meta, source_size = found
     return Lookup(kind, value, meta, distance, threshold, _ms(started), source_size)
@@ -511,9 +511,10 @@ def namespace_id(namespace: str) -> str:
     return hashlib.sha256(f"{FINGERPRINT_FORMAT}|{namespace}".encode()).hexdigest()[:32]
 
 
-def _require_pixel_key(fingerprint: Fingerprint) -> None:
+def _require_pixel_key(fingerprint: Fingerprint) -> str:
     if fingerprint.pixel_sha is None:
         raise ValueError("storing needs the fingerprint's pixel_sha (see Fingerprint.keyed)")
+    return fingerprint.pixel_sha
 
 
 def _value_key(nsid: str, pixel_sha: str) -> str:

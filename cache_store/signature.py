@@ -98,8 +98,9 @@ class Signature:
         scalars = np.frombuffer(data[split:], dtype="<f4").astype(np.float64)
         if not (np.isfinite(planes).all() and np.isfinite(scalars).all()):
             raise ValueError("a signature holds a value that is not a finite number")
-        values = dict(zip(_PLANES, planes)) | {name: float(v) for name, v in zip(_GLOBALS, scalars)}
-        return cls(**values, working_luma=np.empty((0, 0), dtype=np.float32))
+        luma, cb, cr, detail = planes
+        mean, spread, colourfulness = (float(value) for value in scalars)
+        return cls(luma, cb, cr, detail, mean, spread, colourfulness, np.empty((0, 0), dtype=np.float32))
 
 
 def _reduced(rgb: Image.Image, box: Box) -> tuple[Image.Image, Box]:
@@ -121,7 +122,8 @@ def _working(rgb: Image.Image, box: Box) -> np.ndarray:
 
 def _cells(plane: np.ndarray) -> np.ndarray:
     side = plane.shape[0] // CELLS
-    return plane.reshape(CELLS, side, CELLS, side).mean(axis=(1, 3))
+    means: np.ndarray = plane.reshape(CELLS, side, CELLS, side).mean(axis=(1, 3))
+    return means
 
 
 def _gradient_energy(y: np.ndarray) -> np.ndarray:

@@ -73,19 +73,22 @@ class Tolerances:
         scalars = np.frombuffer(data[split:], dtype="<f4").astype(np.float64)
         if not (np.isfinite(scalars).all() and (scalars >= 0).all()):
             raise ValueError("a global tolerance is negative or not a finite number")
-        return cls(
-            **{name: plane * _STEP for name, plane in zip(CELL_CHECKS, cells)},
-            **{name: float(value) for name, value in zip(GLOBAL_CHECKS, scalars)},
-        )
+        luma, chroma, detail_loss, detail_gain = (plane * _STEP for plane in cells)
+        contrast, colour, colour_error, hue = (float(value) for value in scalars)
+        return cls(luma, chroma, detail_loss, detail_gain, contrast, colour, colour_error, hue)
 
 
 class Visual(Protocol):
-    """What the verifier compares: a query `Fingerprint`, or a stored row."""
+    """What the verifier compares: a query `Fingerprint`, or a stored row (read-only)."""
 
-    signature: bytes
-    width: int
-    height: int
-    has_alpha: bool
+    @property
+    def signature(self) -> bytes: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def has_alpha(self) -> bool: ...
 
 
 @dataclass(frozen=True, eq=False)

@@ -6,8 +6,9 @@ Run by `make lint`: exits 1 and names the differences when the two files disagre
 from __future__ import annotations
 
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -22,7 +23,10 @@ def requirement_lines(path: Path) -> set[str]:
 
 
 def main() -> int:
-    declared = {dep.replace(" ", "") for dep in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]}
+    declared = {
+        dep.replace(" ", "")
+        for dep in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    }
     listed = requirement_lines(REPO / "requirements.txt")
     if declared == listed:
         return 0

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from .outcome import Outcome, format_duration
 from .settings import Settings
+
+if TYPE_CHECKING:  # both import heavy packages: the CLI's --help must stay light
+    from cache_store import ResultCache
+
+    from .service import StylizeService
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Outcome", "Settings", "build_service", "format_duration"]
 
 
-def open_cache(settings: Settings):
+def open_cache(settings: Settings) -> ResultCache | None:
     """The result cache the settings ask for, or None to run uncached.
 
     `cache_url` (a Redis server shared by replicas) wins over `cache_dir` (this host only);
@@ -20,20 +26,22 @@ def open_cache(settings: Settings):
     """
     if settings.no_cache:
         return None
-    from cache_store import ResultCache
+    from cache_store import DEFAULT_THRESHOLD, ResultCache
     from cache_store.backends import SERVER_SCHEMES, is_server_url
 
     if settings.cache_url and not is_server_url(settings.cache_url):
         raise SystemExit(
             f"error: cache URL {settings.cache_url!r} must start with {', '.join(SERVER_SCHEMES)}"
         )
-    kwargs = {"size_limit": settings.cache_size, "ttl": settings.ttl}
-    if settings.threshold is not None:
-        kwargs["threshold"] = settings.threshold
-    return ResultCache(settings.cache_url or settings.cache_dir, **kwargs)
+    return ResultCache(
+        settings.cache_url or settings.cache_dir,
+        size_limit=settings.cache_size,
+        ttl=settings.ttl,
+        threshold=DEFAULT_THRESHOLD if settings.threshold is None else settings.threshold,
+    )
 
 
-def build_service(settings: Settings):
+def build_service(settings: Settings) -> StylizeService:
     """A `StylizeService` configured from `settings` (imports torch: call it once)."""
     from .service import StylizeService
 

@@ -53,7 +53,7 @@ class Outcome:
         text = " - ".join(parts)
         return text if self.cached else f"{text} (cache skipped)"
 
-    def cache_info(self) -> dict:
+    def cache_info(self) -> dict[str, object]:
         return {
             "kind": self.kind,
             "distance": self.distance,

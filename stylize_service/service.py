@@ -33,6 +33,7 @@ from animegan.intake import DEFAULT_MAX_SIDE, Photo, apply_alpha, fitted_size, o
 from animegan.styles import get_style
 from cache_store import PREVIEW_SIDE, Fingerprint, Lookup, ResultCache
 from cache_store.calibration import CALIBRATION_SIDE
+from cache_store.lookup import Meta
 
 from .calibrator import Calibrator
 from .outcome import Outcome
@@ -235,7 +236,7 @@ class StylizeService:
                 return self._outcome(hit, fitted, job.style, job.started)
         calibration = None
 
-        def compute() -> tuple[bytes, dict]:
+        def compute() -> tuple[bytes, Meta]:
             nonlocal calibration
             if fingerprint is not None:  # measured beside the inference, stored with it
                 calibration = self.calibrator.start(

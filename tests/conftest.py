@@ -17,7 +17,8 @@ import os
 from pathlib import Path
 
 import pytest
-from photo_sets import PhotoSet, clean_set, shared_set
+
+from tests.support.photo_sets import PhotoSet, clean_set, shared_set
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"

@@ -39,7 +39,7 @@ class RefusedValue(ValueError):
     """A stored key, value or path that is not plain bytes/str in the cache: refused."""
 
 
-class BytesOnlyDisk(Disk):
+class BytesOnlyDisk(Disk):  # type: ignore[misc]  # diskcache ships no type hints
     """A diskcache `Disk` for str keys and bytes values that refuses pickles both ways."""
 
     def __init__(self, directory: str, **kwargs: object) -> None:
@@ -60,7 +60,7 @@ class BytesOnlyDisk(Disk):
             raise RefusedValue("refusing a stored key that is not a plain string")
         return key
 
-    def store(self, value: object, read: bool, key: object = UNKNOWN) -> tuple:
+    def store(self, value: object, read: bool, key: object = UNKNOWN) -> tuple[int, int, str | None, object]:
         if read or type(value) is not bytes:
             raise TypeError(f"cache values must be bytes, not {type(value).__name__}")
         size, mode, filename, stored = super().store(value, read, key=key)
@@ -70,7 +70,7 @@ class BytesOnlyDisk(Disk):
         if not read and mode == MODE_RAW and type(value) is bytes:
             return value
         if not read and mode == MODE_BINARY and self.is_value_file(filename, follow=True):
-            return super().fetch(mode, filename, None, False)
+            return bytes(super().fetch(mode, filename, None, False))
         raise RefusedValue(f"refusing a stored value in mode {mode}: only raw bytes in the cache are read")
 
     def filename(self, key: object = UNKNOWN, value: object = UNKNOWN) -> tuple[str, str]:
@@ -84,7 +84,7 @@ class BytesOnlyDisk(Disk):
         if not self.is_value_file(file_path, follow=False):
             log.warning("refusing to delete %r: not a value file inside the cache", file_path)
             return
-        full_path = os.path.join(self._directory, file_path)
+        full_path = os.path.join(self._directory, str(file_path))
         with contextlib.suppress(OSError):  # another process may have deleted it first
             os.remove(full_path)
         leaf = os.path.dirname(full_path)
@@ -102,7 +102,7 @@ class BytesOnlyDisk(Disk):
         full_path = os.path.join(self._directory, name)
         return self.inside(full_path if follow else os.path.dirname(full_path))
 
-    def inside(self, path: str | os.PathLike) -> bool:
+    def inside(self, path: str | os.PathLike[str]) -> bool:
         """`path`, with every symlink resolved, lies below the cache directory."""
         return os.path.realpath(path).startswith(self._root + os.sep)
 

@@ -166,7 +166,7 @@ class _Connection:
             self.close()
 
 
-class _Values(diskcache.Cache):
+class _Values(diskcache.Cache):  # type: ignore[misc]  # diskcache ships no type hints
     """diskcache's `Cache` on the store's connection of the calling thread.
 
     diskcache keeps its own connection per thread, which only the thread that opened it may
@@ -223,7 +223,8 @@ class DiskStore:
 
     @_translated
     def get(self, key: str) -> bytes | None:
-        return self._cache.get(key)
+        value = self._cache.get(key)
+        return None if value is None else bytes(value)
 
     @_translated
     def resolve(self, alias: str) -> str | None:
@@ -436,7 +437,7 @@ class DiskStore:
 
     def footprint(self) -> int:
         """Bytes on disk: the SQLite files as they are, value files as `BytesOnlyDisk` sized them."""
-        return self._sqlite_bytes() + self._cache.reset("size")
+        return self._sqlite_bytes() + int(self._cache.reset("size"))
 
     def _sqlite_bytes(self) -> int:
         total = 0
@@ -496,7 +497,7 @@ class DiskStore:
                 self._connections.add(held)
         return held.con
 
-    def _delete_values(self, where: str, args: tuple, *, orphans_of: object = None) -> None:
+    def _delete_values(self, where: str, args: tuple[object, ...], *, orphans_of: object = None) -> None:
         """Delete the Cache rows `where` selects, then their files. The trigger on Cache takes
         their aliases and fuzzy rows; `orphans_of` names a value key whose rows go even if
         diskcache no longer lists the value."""

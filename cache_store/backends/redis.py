@@ -37,6 +37,7 @@ import secrets
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -192,7 +193,8 @@ class RedisStore:
             raise ValueError(f"key prefix may hold letters, digits and _:.- only, not {prefix!r}")
         self.where = describe(url)
         self._prefix = prefix
-        self._client = redis.Redis.from_url(
+        # Any: redis-py types its pipelines as returning results, not the pipeline to chain on.
+        self._client: Any = redis.Redis.from_url(
             url,
             socket_timeout=SOCKET_TIMEOUT_S,
             socket_connect_timeout=CONNECT_TIMEOUT_S,
@@ -233,7 +235,7 @@ class RedisStore:
         if entry.alias is not None:
             keys.append(self._k(entry.alias))
         ttl_ms = max(1, round(entry.expire * 1000)) if entry.expire else 0
-        args = [
+        args: list[bytes | str | int] = [
             entry.blob,
             entry.signature,
             entry.width,

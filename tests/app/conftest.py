@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from app_support import EXAMPLES, launch_app, stop
+
+from tests.support.app import EXAMPLES, launch_app, stop
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from app_support import EXAMPLES, reencode, wait_for_log
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
+
+from tests.support.app import EXAMPLES, reencode, wait_for_log
 
 pytestmark = pytest.mark.slow
 
@@ -81,7 +82,7 @@ def test_examples_are_exact_hits_on_the_first_visit(client, running_app_process)
 
 def test_a_photo_given_as_a_link_is_refused_without_fetching_it(client, unseen_photos):
     """Gradio would download an http(s) input path with no size cap; the app refuses it."""
-    from http_support import running_server
+    from tests.support.http_server import running_server
 
     with running_server() as site:
         site.serve("/photo.jpg", unseen_photos[0].read_bytes())

@@ -6,9 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from app_support import REPO, TEST_MAX_SIDE
-from http_support import running_server
 from PIL import Image
+
+from tests.support.app import REPO, TEST_MAX_SIDE
+from tests.support.http_server import running_server
 
 
 def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

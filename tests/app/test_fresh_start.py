@@ -10,12 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from app_support import TEST_MAX_SIDE, launch_app, stop, wait_for_log
 from gradio_client import Client, handle_file
-from http_support import Server, running_server
 from PIL import Image
 
 from animegan.styles import STYLES
+from tests.support.app import TEST_MAX_SIDE, launch_app, stop, wait_for_log
+from tests.support.http_server import Server, running_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.provisioning]
 

@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from app_support import launch_app, stop
 from gradio_client import Client, handle_file
 
 from stylize_service.scratch import host_label
+from tests.support.app import launch_app, stop
 
 pytestmark = pytest.mark.slow
 

@@ -8,9 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from app_support import launch_app, reencode, stop
 from gradio_client import Client, handle_file
-from redis_support import RedisServer, running_server
+
+from tests.support.app import launch_app, reencode, stop
+from tests.support.redis_server import RedisServer, running_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 

@@ -7,8 +7,9 @@ recently; the session scope closes that side channel at the cost of cross-visito
 from __future__ import annotations
 
 import pytest
-from app_support import launch_app, stop
 from gradio_client import Client, handle_file
+
+from tests.support.app import launch_app, stop
 
 pytestmark = pytest.mark.slow
 

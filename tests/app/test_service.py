@@ -6,12 +6,12 @@ import io
 import threading
 
 import pytest
-from app_support import TEST_MAX_SIDE, reencode
 from PIL import Image
 
 from animegan.errors import ImageError, UnknownStyleError
 from cache_store import ResultCache
 from stylize_service.service import StylizeService
+from tests.support.app import TEST_MAX_SIDE
 
 
 @pytest.fixture()
@@ -37,7 +37,6 @@ def test_miss_then_exact_then_fuzzy_then_other_photo(service, photo_paths):
     again = service.stylize(photo.read_bytes(), "hayao")
     assert (again.kind, again.distance) == ("exact", 0)
     assert again.png == first.png
-
 
     small_jpeg = io.BytesIO()
     Image.open(photo).convert("RGB").resize((src.width // 2, src.height // 2)).save(

@@ -7,11 +7,11 @@ import threading
 import time
 
 import pytest
-from app_support import EXAMPLES, TEST_MAX_SIDE
 
 from cache_store import ResultCache
 from stylize_service.service import StylizeService
 from stylize_service.warmup import start_warming, warm_examples
+from tests.support.app import EXAMPLES, TEST_MAX_SIDE
 
 
 @pytest.fixture()

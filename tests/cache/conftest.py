@@ -7,9 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cache_support import fit
 from PIL import Image
-from redis_support import BACKENDS, fresh_location, redis_server, redis_url  # noqa: F401 (fixtures)
+
+from tests.support.cache import fit
+from tests.support.redis_server import BACKENDS, fresh_location, redis_server, redis_url  # noqa: F401 (fixtures)
 
 
 @pytest.fixture(params=BACKENDS)

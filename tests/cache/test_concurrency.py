@@ -13,9 +13,8 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from cache_support import check, synthetic_fingerprint, value_for, value_matches
-
 from cache_store import ResultCache
+from tests.support.cache import check, synthetic_fingerprint, value_for, value_matches
 
 NS = "ns"
 FORK = multiprocessing.get_context("fork")

@@ -12,16 +12,15 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-import contract_check
 import numpy as np
-import photo_classes
 import pytest
-from cache_support import fit
 from PIL import Image, ImageDraw
 
 from cache_store import ResultCache
 from cache_store.contract import MUST_MISS
 from cache_store.verify import mismatch
+from tests.support import contract_check, photo_classes
+from tests.support.cache import fit
 
 SIDE = 640
 #: The share of must-hit uploads that must be served their own photo (the issue's goal).

@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
-from cache_support import check_store, synthetic_fingerprint, value_for, value_matches
 
 from cache_store import ResultCache
 from cache_store.backends import disk
+from tests.support.cache import check_store, synthetic_fingerprint, value_for, value_matches
 
 NS = "ns"
 FORK = multiprocessing.get_context("fork")

@@ -37,7 +37,7 @@ def test_scan_equals_brute_force(case, threshold, removed, data) -> None:
         seqs = np.arange(seq + 1, seq + 1 + len(batch), dtype=np.int64)
         seq += len(batch) + data.draw(st.integers(0, 3))  # gaps, as after other namespaces' rows
         index.extend(seqs, batch)
-        rows.update(zip(seqs.tolist(), (int(h) for h in batch)))
+        rows.update(zip(seqs.tolist(), (int(h) for h in batch), strict=True))
         gone = [s for s in removed if s in rows and data.draw(st.booleans())]
         index.discard(np.array(gone, dtype=np.int64))
         for s in gone:

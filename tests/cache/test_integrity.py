@@ -15,11 +15,19 @@ from pathlib import Path
 
 import pytest
 import redis
-from cache_support import check, connect, reencode, rewrite_value, stored_print, value_for, value_matches
 from PIL import Image
 
 from cache_store import Fingerprint, ResultCache
 from cache_store.result_cache import namespace_id
+from tests.support.cache import (
+    check,
+    connect,
+    reencode,
+    rewrite_value,
+    stored_print,
+    value_for,
+    value_matches,
+)
 
 NS = "ns"
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from cache_support import (
+from PIL import Image
+
+from cache_store import Fingerprint, ResultCache
+from tests.support.cache import (
     check,
     check_store,
     connect,
@@ -15,9 +18,6 @@ from cache_support import (
     synthetic_fingerprint,
     value_for,
 )
-from PIL import Image
-
-from cache_store import Fingerprint, ResultCache
 
 NS = "ns"
 

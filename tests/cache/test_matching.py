@@ -9,10 +9,10 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from cache_support import fit, reencode, stored_print
 from PIL import Image
 
 from cache_store import Fingerprint, ResultCache
+from tests.support.cache import fit, reencode, stored_print
 
 NS = "style=hayao|weights=test|fp32|side512|v1|png"
 

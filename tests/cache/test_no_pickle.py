@@ -7,10 +7,10 @@ from pathlib import Path
 
 import diskcache
 import pytest
-from cache_support import check_store, connect, synthetic_fingerprint, value_for
 
 from cache_store import ResultCache
 from cache_store.backends.bytes_only_disk import BytesOnlyDisk, RefusedValue
+from tests.support.cache import check_store, connect, synthetic_fingerprint, value_for
 
 NS = "ns"
 

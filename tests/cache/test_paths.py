@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
-from cache_support import connect, synthetic_fingerprint, value_for
 
 from cache_store import ResultCache
 from cache_store.backends import disk
+from tests.support.cache import connect, synthetic_fingerprint, value_for
 
 NS = "ns"
 VALUE_NAME = "0123456789abcdef0123456789ab.val"  # a name of diskcache's own layout

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cache_support import indexed_rows, reencode, stored_print, synthetic_fingerprint, value_for
-from redis_support import RedisServer, require_redis_server
 
 from cache_store import Fingerprint, ResultCache
+from tests.support.cache import indexed_rows, reencode, stored_print, synthetic_fingerprint, value_for
+from tests.support.redis_server import RedisServer, require_redis_server
 
 pytestmark = pytest.mark.redis
 

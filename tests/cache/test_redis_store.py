@@ -13,7 +13,12 @@ from pathlib import Path
 
 import pytest
 import redis
-from cache_support import (
+from PIL import Image
+
+from cache_store import Fingerprint, ResultCache
+from cache_store.backends.redis import RedisStore
+from cache_store.envelope import MAGIC
+from tests.support.cache import (
     indexed_rows,
     reencode,
     stored_print,
@@ -21,12 +26,7 @@ from cache_support import (
     value_for,
     value_matches,
 )
-from PIL import Image
-from redis_support import RedisServer, check_redis
-
-from cache_store import Fingerprint, ResultCache
-from cache_store.backends.redis import RedisStore
-from cache_store.envelope import MAGIC
+from tests.support.redis_server import RedisServer, check_redis
 
 pytestmark = pytest.mark.redis
 

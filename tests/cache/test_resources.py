@@ -10,7 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-from cache_support import (
+
+from cache_store import ResultCache
+from cache_store.backends import disk
+from tests.support.cache import (
     check_store,
     connect,
     disk_usage,
@@ -19,9 +22,6 @@ from cache_support import (
     value_files,
     value_for,
 )
-
-from cache_store import ResultCache
-from cache_store.backends import disk
 
 NS = "ns"
 linux_only = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts open files through /proc")

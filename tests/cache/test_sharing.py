@@ -5,10 +5,10 @@ from __future__ import annotations
 import multiprocessing
 from pathlib import Path
 
-from cache_support import indexed_rows, reencode, stored_print, synthetic_fingerprint, value_for
 from PIL import Image
 
 from cache_store import KINDS, Fingerprint, ResultCache
+from tests.support.cache import indexed_rows, reencode, stored_print, synthetic_fingerprint, value_for
 
 NS = "ns"
 FORK = multiprocessing.get_context("fork")

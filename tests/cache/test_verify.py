@@ -6,12 +6,12 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from cache_support import reencode, stored_print
 from PIL import Image, ImageEnhance, ImageOps
 
 from cache_store import Fingerprint
 from cache_store.signature import SIZE, Signature
 from cache_store.verify import REFERENCE_SIZE, Tolerances, mismatch, split_reference
+from tests.support.cache import reencode, stored_print
 
 
 class Row:

@@ -7,11 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from http_support import Server, running_server
 from PIL import Image
 
 from animegan.inference import Stylizer, load_stylizer
 from animegan.intake import open_image
+from tests.support.http_server import Server, running_server
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,7 @@ TESTS = Path(__file__).resolve().parents[1]
 if str(TESTS) not in sys.path:  # photo_sets lives in tests/, on pytest's pythonpath
     sys.path.insert(0, str(TESTS))
 
-from photo_sets import PhotoSet, SetName, clean_set, shared_set  # noqa: E402
+from tests.support.photo_sets import PhotoSet, SetName, clean_set, shared_set  # noqa: E402
 
 GOLDEN_ROLE = "street"
 GOLDEN_SIDE = 256

@@ -9,12 +9,11 @@ machines are noisy); memory is measured in a fresh process.
 
 from __future__ import annotations
 
+import contextlib
 import io
-import struct
 import subprocess
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from PIL import Image
 from animegan.errors import ImageError
 from animegan.intake import open_image, open_preview
 from animegan.safe_decode import MAX_JPEG_SCANS
+from tests.support.hostile_files import exif_with_description, multipage_tiff, png_with_chunks
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,42 +39,10 @@ def seconds(action, repeat: int = 3) -> float:
     best = float("inf")
     for _ in range(repeat):
         started = time.perf_counter()
-        try:
+        with contextlib.suppress(ImageError):
             action()
-        except ImageError:
-            pass
         best = min(best, time.perf_counter() - started)
     return best
-
-
-def multipage_tiff(pages: int) -> bytes:
-    """A TIFF of `pages` 16 x 16 grey pages sharing one strip: about 130 bytes a page."""
-    entries = [  # tag, type (3 short, 4 long), value; StripOffsets is patched in below
-        (256, 3, 16),
-        (257, 3, 16),
-        (258, 3, 8),
-        (259, 3, 1),
-        (262, 3, 1),
-        (273, 4, 0),
-        (277, 3, 1),
-        (278, 3, 16),
-        (279, 4, 256),
-    ]
-    ifd_size = 2 + 12 * len(entries) + 4
-    strip = 8
-    first_ifd = strip + 256
-    out = bytearray(b"II*\x00" + struct.pack("<I", first_ifd) + bytes(range(256)))
-    for page in range(pages):
-        offset = first_ifd + page * ifd_size
-        following = offset + ifd_size if page < pages - 1 else 0
-        out += struct.pack("<H", len(entries))
-        for tag, kind, value in entries:
-            value = strip if tag == 273 else value
-            out += struct.pack("<HHI", tag, kind, 1) + (
-                struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value)
-            )
-        out += struct.pack("<I", following)
-    return bytes(out)
 
 
 def test_a_tiff_of_forty_thousand_pages_costs_what_one_page_costs() -> None:
@@ -85,19 +53,6 @@ def test_a_tiff_of_forty_thousand_pages_costs_what_one_page_costs() -> None:
     assert seconds(lambda: open_image(hostile)) < 20 * seconds(lambda: open_image(honest)) + 0.05
 
 
-def exif_with_description(size: int) -> bytes:
-    """EXIF holding an orientation tag and an ImageDescription of `size` bytes."""
-    text = b"x" * size
-    header = b"II*\x00" + struct.pack("<I", 8)
-    entries = 2
-    data_offset = 8 + 2 + 12 * entries + 4
-    ifd = struct.pack("<H", entries)
-    ifd += struct.pack("<HHII", 0x010E, 2, len(text), data_offset)  # ImageDescription
-    ifd += struct.pack("<HHIHH", 0x0112, 3, 1, 6, 0)  # Orientation = 6
-    ifd += struct.pack("<I", 0)
-    return header + ifd + text
-
-
 def test_a_huge_exif_block_is_dropped_unread() -> None:
     picture = Image.new("RGB", (64, 48), (120, 30, 200))
     small = encode(picture, "PNG", exif=exif_with_description(100))
@@ -105,17 +60,6 @@ def test_a_huge_exif_block_is_dropped_unread() -> None:
     assert open_image(small).size == (48, 64)  # a normal EXIF orientation is applied
     assert open_image(huge).size == (64, 48)  # 24 MB of EXIF: not parsed, picture upright as stored
     assert seconds(lambda: open_image(huge)) < 10 * seconds(lambda: open_image(small)) + 0.1
-
-
-def png_with_chunks(count: int) -> bytes:
-    """A valid 16 x 16 PNG with `count` empty private ancillary chunks before its pixels."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = chunk(b"IHDR", struct.pack(">IIBBBBB", 16, 16, 8, 0, 0, 0, 0))
-    pixels = chunk(b"IDAT", zlib.compress((b"\x00" + bytes(16)) * 16))
-    return b"\x89PNG\r\n\x1a\n" + header + chunk(b"prVt", b"") * count + pixels + chunk(b"IEND", b"")
 
 
 def test_millions_of_png_chunks_run_out_of_decoding_time() -> None:

@@ -189,10 +189,12 @@ def _stylize_in_threads(stylizer: Stylizer, images: list[Image.Image]) -> list[n
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_threads_sharing_a_stylizer_get_the_serial_results(weights_dir, photo_paths, precision):
     stylizer = load_stylizer("hayao", weights_dir, precision=precision, device="cpu")
-    images = [open_image(p).fit(side).rgb for p, side in zip(photo_paths[::10], (96, 80, 72, 64))]
+    images = [
+        open_image(p).fit(side).rgb for p, side in zip(photo_paths[::10], (96, 80, 72, 64), strict=False)
+    ]
     serial = [np.asarray(stylizer.stylize(image)) for image in images]
     assert len({a.shape for a in serial}) == len(images)  # really different images
-    for a, b in zip(serial, _stylize_in_threads(stylizer, images)):
+    for a, b in zip(serial, _stylize_in_threads(stylizer, images), strict=True):
         assert np.array_equal(a, b)
 
 
@@ -205,7 +207,7 @@ def test_threads_sharing_a_tiling_stylizer_get_the_serial_results(fp32, photo_pa
     serial = [np.asarray(stylizer.stylize(images[0], progress=seen.append))]
     assert 0 < seen[1] < 1  # progress after a first tile: really tiled
     serial += [np.asarray(stylizer.stylize(image)) for image in images[1:]]
-    for a, b in zip(serial, _stylize_in_threads(stylizer, images)):
+    for a, b in zip(serial, _stylize_in_threads(stylizer, images), strict=True):
         assert np.array_equal(a, b)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -45,7 +47,7 @@ def test_tile_starts_cover_aligned_and_overlap(length, tile, overlap):
     starts = tile_starts(length, tile, overlap, align=4)
     assert starts[0] == 0 and starts[-1] == length - tile
     assert all(s % 4 == 0 for s in starts)
-    assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
+    assert all(b - a <= tile - overlap for a, b in itertools.pairwise(starts))
     assert tile_starts(200, 256, 64, align=4) == [0]
 
 

@@ -99,7 +99,7 @@ def _camera(
     image: Image.Image, rng: np.random.Generator, blur: float = 1.2, noise: float = 4.0
 ) -> Image.Image:
     soft = np.asarray(image.filter(ImageFilter.GaussianBlur(blur)), dtype=np.float32)
-    grain = rng.normal(0.0, noise, soft.shape[:2] + (1,)) + rng.normal(0.0, noise / 3, soft.shape)
+    grain = rng.normal(0.0, noise, (*soft.shape[:2], 1)) + rng.normal(0.0, noise / 3, soft.shape)
     return Image.fromarray(np.clip(soft + grain, 0, 255).round().astype(np.uint8))
 
 
@@ -170,7 +170,7 @@ def draw_landscape(rng: np.random.Generator) -> Image.Image:
     for level, colour in ((330, (110, 120, 150)), (390, (70, 120, 80)), (450, (90, 150, 70))):
         phase, amplitude = rng.random() * 6.3, 25 + 35 * rng.random()
         ys = level + amplitude * np.sin(xs / (90 + 80 * rng.random()) + phase)
-        draw.polygon([(0, height)] + list(zip(xs.tolist(), ys.tolist())) + [(width, height)], fill=colour)
+        draw.polygon([(0, height), *zip(xs.tolist(), ys.tolist(), strict=True), (width, height)], fill=colour)
     draw.ellipse((120, 500, 520, 600), fill=(80, 140, 190))
     for _ in range(14):
         tx, ty = int(rng.integers(0, width)), int(rng.integers(430, 680))
@@ -217,7 +217,7 @@ def draw_still_life(rng: np.random.Generator) -> Image.Image:
         ((120, 30, 100), (160, 220, 230, 290)),
     ):
         draw.ellipse(box, fill=colour)
-        x0, y0, x1, y1 = box
+        x0, y0, _, _ = box
         draw.ellipse((x0 + 15, y0 + 12, x0 + 35, y0 + 28), fill=tuple(min(255, c + 70) for c in colour))
     return _camera(image, rng)
 

@@ -72,7 +72,7 @@ def check(location: Path | str) -> dict[str, int]:
     """`check_store` for a directory, `check_redis` for a Redis URL."""
     if isinstance(location, Path):
         return check_store(location)
-    from redis_support import check_redis
+    from tests.support.redis_server import check_redis
 
     client = redis.Redis.from_url(location)
     try:

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
-DATA = Path(__file__).resolve().parent / "data" / "photos"
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+DATA = Path(__file__).resolve().parents[1] / "data" / "photos"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def licensed() -> dict[str, Image.Image]:
@@ -153,7 +153,7 @@ def chart(size: tuple[int, int] = (1000, 700)) -> Image.Image:
     """A flat bar chart with axes, gridlines and a legend: hard edges, flat fills."""
     image = Image.new("RGB", size, (255, 255, 255))
     draw = ImageDraw.Draw(image)
-    w, h = size
+    w = size[0]
     font = _font(20)
     for i in range(6):
         y = 80 + i * 100

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 #: The example photos the app offers (and warms its cache with at start).
 EXAMPLES = sorted((REPO / "examples").glob("*.jpg"))
 

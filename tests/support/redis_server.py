@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 import redis
-from app_support import free_port
 
 from cache_store.envelope import unpack
+from tests.support.app import free_port
 
 #: The Redis tests' databases: 0 for tests that flush it, 1 for module-wide fixtures.
 FLUSHED_DB, MODULE_DB = 0, 1
@@ -41,27 +41,26 @@ class RedisServer:
     def start(self) -> None:
         """Start (or restart, on the same port) and wait until it answers."""
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        log = open(self.directory / "redis.log", "ab")
-        self.process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.directory),
-                "--databases",
-                "4",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
+        with open(self.directory / "redis.log", "ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    binary,
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(self.directory),
+                    "--databases",
+                    "4",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -71,7 +70,7 @@ class RedisServer:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(
                         f"redis-server did not start:\n{(self.directory / 'redis.log').read_text()}"
-                    )
+                    ) from None
                 time.sleep(0.02)
 
     def stop(self) -> None:
@@ -128,7 +127,7 @@ def check_redis(client: redis.Redis, prefix: str = "rc:") -> dict[str, int]:
     Every alias and stream entry points at a stored value (and the value names that entry),
     every value is a readable envelope whose bytes name its own key, and nothing is pickled.
     """
-    from cache_support import value_matches
+    from tests.support.cache import value_matches
 
     values = {key.decode()[len(prefix) :] for key in client.scan_iter(match=f"{prefix}v:*")}
     aliases = [client.get(key).decode() for key in client.scan_iter(match=f"{prefix}r:*")]

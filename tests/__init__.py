@@ -1,0 +1,1 @@
+"""The test suite: `make test` (pytest). Shared helpers live in `tests.support`."""
