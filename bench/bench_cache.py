@@ -359,7 +359,7 @@ def report(hits: dict, con: dict, fits: dict, scan: dict, seconds: float) -> str
         "",
         f"Every edit of `cache_store.contract` applied to each of {con['photos']} photos at full size "
         "(../shared's photos, the licensed photos of `tests/data/photos` and the generated ones of "
-        "`tests/photo_classes.py`), each photo uploaded as a JPEG and stored as the service stores "
+        "`tests/support/photo_classes.py`), each photo uploaded as a JPEG and stored as the service stores "
         "a miss; every edit looked up in the cache of all of them through the service's reduced "
         "decode. *Unchanged*: a must-miss edit that leaves the picture as it is (a colour edit of "
         "a greyscale photo): either answer is right.",
