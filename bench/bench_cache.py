@@ -77,8 +77,9 @@ def hit_latencies(workdir: Path, photo: Image.Image, other: Image.Image) -> dict
     for _ in range(FILL):
         cache.put(namespace, filler_fingerprint(rng), b"x" * 64, {})
 
+    scale = (1e6 / (photo.width * photo.height)) ** 0.5  # one megapixel, the photo's aspect
     megapixel = encoded(
-        photo.resize((1224, round(1224 * photo.height / photo.width)), Image.Resampling.LANCZOS),
+        photo.resize((round(photo.width * scale), round(photo.height * scale)), Image.Resampling.LANCZOS),
         "JPEG",
         quality=90,
     )

@@ -19,11 +19,8 @@ from __future__ import annotations
 import io
 import itertools
 import math
-import shutil
 import signal
-import socket
 import statistics
-import subprocess
 import tempfile
 import time
 from dataclasses import replace
@@ -51,6 +48,7 @@ from cache_store import Fingerprint, ResultCache
 from cache_store.result_cache import namespace_id
 from cache_store.verify import REFERENCE_SIZE
 from stylize_service.service import StylizeService
+from tests.support.redis_server import RedisServer
 
 STYLE = "hayao"
 REAL = 6  # photos run through the model per backend
@@ -79,55 +77,8 @@ def stored_print(photo: Path) -> Fingerprint:
     return Fingerprint.of(image).calibrated(image)
 
 
-class Server:
-    """A redis-server of the benchmark's own, configured as the deployment plan says."""
-
-    def __init__(self, directory: Path) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.directory = directory
-        self.process: subprocess.Popen | None = None
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        self.process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.directory),
-                "--maxmemory",
-                "4gb",
-                "--maxmemory-policy",
-                "allkeys-lru",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        client = self.client()
-        for _ in range(500):
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.02)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=10)
+#: The deployment plan's settings: a memory cap with LRU eviction.
+SERVER_SETTINGS = ("--maxmemory", "4gb", "--maxmemory-policy", "allkeys-lru")
 
 
 # -- 1. real results through the service ---------------------------------------------------------
@@ -237,7 +188,7 @@ def _instant_request(cache: ResultCache, rng: np.random.Generator) -> None:
     cache.get_or_compute(NS, filler_fingerprint(rng), lambda: (b"x", {}))
 
 
-def while_down(server: Server) -> dict:
+def while_down(server: RedisServer) -> dict:
     """A request's cache overhead (get_or_compute with an instant compute) with Redis
     stopped and frozen: the first request after the failure, then the following ones."""
     rng = np.random.default_rng(1)
@@ -245,7 +196,7 @@ def while_down(server: Server) -> dict:
     for state in ("stopped", "frozen"):
         if state == "frozen":
             server.start()
-        cache = ResultCache(server.url)
+        cache = ResultCache(server.url())
         cache.lookup(NS, filler_fingerprint(rng))  # connected and working
         if state == "stopped":
             server.stop()
@@ -436,21 +387,21 @@ def main() -> None:
     photos = photo_paths()[:REAL]
     copies = {path: jpeg(path, 75) for path in photos}
     with tempfile.TemporaryDirectory() as work:
-        server = Server(Path(work))
+        server = RedisServer(Path(work), SERVER_SETTINGS)
         server.start()
         client = server.client()
         try:
             real = {"disk": real_results(Path(work) / "disk", photos, copies)}
-            real["redis"] = real_results(server.url, photos, copies)
+            real["redis"] = real_results(server.url(), photos, copies)
             mem = redis_bytes(client)
             like = stored_print(photos[0])
             scale = {
                 "disk": at_scale(Path(work) / "disk", None, real["disk"], like),
-                "redis": at_scale(server.url, client, real["redis"], like),
+                "redis": at_scale(server.url(), client, real["redis"], like),
             }
             for found in real.values():
                 found.pop("cache").close()
-            replicas = across_replicas(server.url, photos[0])
+            replicas = across_replicas(server.url(), photos[0])
             redis_version = client.info("server")["redis_version"]
             down = while_down(server)
         finally:

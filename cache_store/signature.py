@@ -34,8 +34,10 @@ from PIL import Image
 WORK_SIDE = 64
 CELLS = 16
 #: Callers decode the picture to at least this many pixels on its short side (a JPEG can
-#: be decoded at 1/2..1/8 scale): coarser previews blur the working image unevenly.
-PREVIEW_SIDE = 256
+#: be decoded at 1/2..1/8 scale): three per working pixel. Coarser previews blur the working
+#: image unevenly; 256 kept 0.1 % more recall on the contract and cost a 1 MP JPEG's
+#: near-duplicate hit about 2 ms more (bench/results/cache.md).
+PREVIEW_SIDE = 192
 #: ITU-R BT.601, as Pillow's YCbCr: luma and the two centred colour differences.
 _YCBCR = np.array(
     [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], dtype=np.float32

@@ -145,6 +145,7 @@ class StylizeService:
         self.max_pending = max_pending
         self.calibrator = Calibrator(inference_workers)
         self._gate = threading.BoundedSemaphore(max(1, inference_workers))
+        self._stylizers: dict[str, Stylizer] = {}
         self._pending = 0
         self._pending_lock = threading.Lock()
 
@@ -282,8 +283,14 @@ class StylizeService:
     # -- models and namespaces -----------------------------------------------------
 
     def stylizer(self, style: str) -> Stylizer:
-        get_style(style)  # an unknown name is a user error, not a missing file
-        return load_stylizer(style, weights_dir=self.weights_dir, precision=self.precision)
+        """The loaded model for `style` (looked up once: the look-up checks the weights file)."""
+        found = self._stylizers.get(style)
+        if found is None:
+            get_style(style)  # an unknown name is a user error, not a missing file
+            found = self._stylizers[style] = load_stylizer(
+                style, weights_dir=self.weights_dir, precision=self.precision
+            )
+        return found
 
     def namespace(self, stylizer: Stylizer, scope: str | None = None) -> str:
         """Everything that changes the output, so a new model or setting never hits stale

@@ -23,7 +23,7 @@ OUTCOMES = (
     ("no-op app, 8x8 PNG", "noop"),
     ("no-op app, a real result's PNG", "noop_sized"),
     ("exact hit (byte-identical re-upload)", "exact"),
-    ("near-duplicate hit (new JPEG re-encode)", "fuzzy"),
+    ("near-duplicate hit (0.8x WebP of a 1200 px JPEG)", "fuzzy"),
     ("miss (model at the app's default size)", "miss"),
 )
 
@@ -108,7 +108,7 @@ def latency_section(r: dict) -> list[str]:
     return [
         *out,
         "",
-        f"Kinds served: re-uploads {served['exact']}, re-encodes {served['fuzzy']}, first uploads "
+        f"Kinds served: re-uploads {served['exact']}, 0.8x WebP copies {served['fuzzy']}, first uploads "
         f"{served['miss']}. Errors: {len(lat['errors'])}.",
         "",
         "![latency per outcome](e2e_latency.png)",

@@ -27,8 +27,12 @@ BACKENDS = ["disk", pytest.param("redis", marks=pytest.mark.redis)]
 
 
 class RedisServer:
-    def __init__(self, directory: Path) -> None:
+    """A redis-server on 127.0.0.1 in `directory`, without persistence; `settings` are more
+    command-line options (the benchmark's maxmemory policy, say)."""
+
+    def __init__(self, directory: Path, settings: tuple[str, ...] = ()) -> None:
         self.directory = directory
+        self.settings = settings
         self.port = free_port()
         self.process: subprocess.Popen | None = None
 
@@ -57,6 +61,7 @@ class RedisServer:
                     str(self.directory),
                     "--databases",
                     "4",
+                    *self.settings,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
