@@ -33,6 +33,7 @@ from cache_store import KINDS
 from stylize_service import build_service, format_duration
 from stylize_service import settings as settings_module
 from stylize_service.catalog import StyleStatus, style_catalog
+from stylize_service.memory import return_large_buffers
 from stylize_service.outcome import KIND_LABELS
 from stylize_service.result_files import ResultFiles
 from stylize_service.scratch import private_dir
@@ -325,6 +326,7 @@ def build_ui(
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = parse_args(argv)
+    return_large_buffers()  # decoded uploads must not ratchet the process's memory up
     # Gradio keeps uploads in GRADIO_TEMP_DIR and deletes only its own run's files, at a clean
     # exit: give this process a folder of its own there, which the next start sweeps if we crash.
     uploads = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")

@@ -22,6 +22,7 @@ from animegan.styles import DEFAULT_STYLE
 
 from . import build_service
 from . import settings as settings_module
+from .memory import return_large_buffers
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
@@ -130,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     settings = settings_module.resolve(args)
+    return_large_buffers()
     if args.list_styles:
         return list_styles(settings)
     paths = expand(args.inputs)
