@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import statistics
 import tempfile
-import threading
 import time
 import zlib
 from collections.abc import Callable
@@ -30,7 +29,14 @@ from PIL import Image
 
 from bench.common import encoded, machine_line, photo_paths, round_robin, table, write_result
 from cache_store import Fingerprint, ResultCache, envelope, result_cache
-from tests.support.cache import disk_usage, open_files, synthetic_fingerprint, value_files, value_for
+from tests.support.cache import (
+    bursts_of_long_misses,
+    disk_usage,
+    open_files,
+    synthetic_fingerprint,
+    value_files,
+    value_for,
+)
 
 NS = "bench|store|v1"
 SIDE = 768
@@ -121,24 +127,11 @@ def budget(workdir: Path, photos: list[Path]) -> dict:
 
 def open_descriptors(workdir: Path) -> list[int]:
     directory = workdir / "fds"
-    seeds = iter(range(10_000))
-
-    def long_miss(cache: ResultCache) -> None:
-        fp = synthetic_fingerprint(next(seeds))
-        cache.get_or_compute(NS, fp, lambda: (time.sleep(0.4), (value_for(fp, 2_000), {}))[1])
-
-    counts = [0]
     with ResultCache(directory, lock_ttl=0.3) as cache:
-        counts[0] = len(open_files(directory / "cache.db"))
-        for _ in range(4):
-            threads = [threading.Thread(target=long_miss, args=(cache,)) for _ in range(6)]
-            threads += [threading.Thread(target=cache.stats) for _ in range(3)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            counts.append(len(open_files(directory / "cache.db")))
-    return counts
+        return [
+            len(open_files(directory / "cache.db")),
+            *bursts_of_long_misses(cache, directory, namespace=NS),
+        ]
 
 
 def expiry(workdir: Path) -> dict[str, float]:

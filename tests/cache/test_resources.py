@@ -14,6 +14,7 @@ import pytest
 from cache_store import ResultCache
 from cache_store.backends import disk
 from tests.support.cache import (
+    bursts_of_long_misses,
     check_store,
     connect,
     disk_usage,
@@ -31,22 +32,8 @@ linux_only = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="coun
 def test_open_files_stay_flat_over_bursts_of_long_misses(tmp_path: Path) -> None:
     """Each long miss beats its lease from a thread of its own, and short-lived threads read
     the statistics (as Gradio's workers do): none of them may leave a connection open."""
-    seeds = iter(range(10_000))
-
-    def long_miss(cache: ResultCache) -> None:
-        fp = synthetic_fingerprint(next(seeds))
-        cache.get_or_compute(NS, fp, lambda: (time.sleep(0.4), (value_for(fp, 2_000), {}))[1])
-
-    counts = []
     with ResultCache(tmp_path, lock_ttl=0.3) as cache:  # a heartbeat every 0.1 s
-        for _ in range(4):
-            threads = [threading.Thread(target=long_miss, args=(cache,)) for _ in range(6)]
-            threads += [threading.Thread(target=cache.stats) for _ in range(3)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            counts.append(len(open_files(tmp_path / "cache.db")))
+        counts = bursts_of_long_misses(cache, tmp_path, namespace=NS)
         assert cache.stats().misses == 24
     # SQLite keeps a closed connection's descriptor for reuse while others hold locks on the
     # file, so the first burst sets a plateau; later bursts must not raise it.

@@ -9,6 +9,8 @@ import hashlib
 import io
 import os
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -169,3 +171,27 @@ def value_files(directory: Path) -> list[Path]:
     return [
         Path(root) / name for root, _, files in os.walk(directory) for name in files if name.endswith(".val")
     ]
+
+
+def bursts_of_long_misses(
+    cache: ResultCache, directory: Path, bursts: int = 4, namespace: str = "ns"
+) -> list[int]:
+    """Open descriptors of `directory`'s cache.db after each burst of 6 long misses (each
+    beats its lease from a thread of its own) and 3 short-lived threads reading the
+    statistics, as Gradio's workers do (Linux)."""
+    seeds = iter(range(10_000))
+
+    def long_miss() -> None:
+        fp = synthetic_fingerprint(next(seeds))
+        cache.get_or_compute(namespace, fp, lambda: (time.sleep(0.4), (value_for(fp, 2_000), {}))[1])
+
+    counts = []
+    for _ in range(bursts):
+        threads = [threading.Thread(target=long_miss) for _ in range(6)]
+        threads += [threading.Thread(target=cache.stats) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        counts.append(len(open_files(Path(directory) / "cache.db")))
+    return counts
