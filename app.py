@@ -37,7 +37,7 @@ from stylize_service.memory import return_large_buffers
 from stylize_service.outcome import KIND_LABELS
 from stylize_service.result_files import ResultFiles
 from stylize_service.scratch import private_dir
-from stylize_service.service import MAX_UPLOAD_BYTES, Job, Received, StylizeService
+from stylize_service.service import MAX_UPLOAD_BYTES, UPLOAD_SUBJECT, Client, Job, Received, StylizeService
 from stylize_service.warmup import start_warming
 
 log = logging.getLogger("app")
@@ -158,7 +158,9 @@ class StylizeHandlers:
         self.cache_scope = cache_scope
         self.files = ResultFiles()
         self.receiving = ThreadPoolExecutor(max_workers=4, thread_name_prefix="receive")
-        self.lookups = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lookup")
+        self.lookups = ThreadPoolExecutor(
+            max_workers=32, thread_name_prefix="lookup"
+        )  # the decoders' slots are the gate
         self.inference = ThreadPoolExecutor(max_workers=service.max_pending + 2, thread_name_prefix="miss")
 
     async def stylize(
@@ -199,19 +201,30 @@ class StylizeHandlers:
         if style not in self.by_name or not self.by_name[style].available:
             raise gr.Error(f"The style {style!r} is not available on this server.")
         scope = self._scope(request)
+        client = _client(request)
         service, loop = self.service, asyncio.get_running_loop()
 
-        def report(done: float) -> None:
-            progress(done, desc="Stylizing")
+        def report(done: float, stage: str) -> None:
+            progress(done, desc=stage)
 
-        receive = partial(service.receive, image, style, use_cache=use_cache, scope=scope, started=started)
+        receive = partial(
+            service.receive,
+            image,
+            style,
+            use_cache=use_cache,
+            scope=scope,
+            started=started,
+            client=client,
+            subject=UPLOAD_SUBJECT,
+        )
         try:
             result = await loop.run_in_executor(self.receiving, receive)
             if isinstance(result, Received):
-                result = await loop.run_in_executor(self.lookups, service.look_up, result)
-            if isinstance(result, Job):
-                progress(0.0, desc="Waiting for the model")
-                result = await loop.run_in_executor(self.inference, service.finish, result, report)
+                with service.admitted(client):
+                    progress(0.0, desc="Reading the photo")
+                    result = await loop.run_in_executor(self.lookups, service.look_up, result)
+                    if isinstance(result, Job):
+                        result = await loop.run_in_executor(self.inference, service.finish, result, report)
         except AnimeGANError as exc:
             raise gr.Error(str(exc)) from None
         except Exception:
@@ -225,6 +238,13 @@ class StylizeHandlers:
         if self.cache_scope != "session":
             return None
         return getattr(request, "session_hash", None) or "anonymous"
+
+
+def _client(request: gr.Request) -> Client:
+    """Who sent `request`: its session (a browser tab, or a `gradio_client` Client) and
+    its network address, for the per-visitor caps and turns."""
+    address = getattr(getattr(request, "client", None), "host", None)
+    return Client(session=getattr(request, "session_hash", None), address=address)
 
 
 def build_ui(
@@ -326,6 +346,11 @@ def build_ui(
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = parse_args(argv)
+    if settings.mcp and settings.cache_scope == "session":
+        raise SystemExit(
+            "error: --cache-scope session cannot be combined with --mcp: Gradio's MCP server calls "
+            "the app with one shared session, so every MCP client would share one scope."
+        )
     return_large_buffers()  # decoded uploads must not ratchet the process's memory up
     # Gradio keeps uploads in GRADIO_TEMP_DIR and deletes only its own run's files, at a clean
     # exit: give this process a folder of its own there, which the next start sweeps if we crash.

@@ -28,7 +28,7 @@ from PIL import ExifTags, Image
 
 from animegan.errors import ImageError
 from animegan.pixels import SWAPPING, Frame, shrunk_to_8bit, upright
-from animegan.safe_decode import decode, drop_large_metadata, open_untrusted
+from animegan.safe_decode import decode, drop_large_metadata, is_animated, open_untrusted
 
 # A 12 MP phone photo must pass; the limit keeps a decoded image near 150 MB of RGB.
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -134,7 +134,11 @@ def apply_alpha(rgb: Image.Image, alpha: Image.Image | None) -> Image.Image:
 
 
 def open_image(
-    src: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int | None = None
+    src: ImageSource,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_side: int | None = None,
+    subject: str | None = None,
 ) -> Photo:
     """Decode ``src`` (path, bytes, PIL image or numpy array) into an upright ``Photo``.
 
@@ -142,9 +146,10 @@ def open_image(
     (same size; pixels within 50 dB PSNR), but a large picture is decoded at reduced scale
     and shrunk first, which saves most of the work and memory. Raises ``ImageError`` (with
     ``reason``) for anything that is not a usable picture. ``max_pixels`` can only tighten
-    Pillow's process-wide guard (``DEFAULT_MAX_PIXELS``).
+    Pillow's process-wide guard (``DEFAULT_MAX_PIXELS``). ``subject`` names bytes in
+    messages ("The uploaded file" by default; a path is named by its file name).
     """
-    with _Source(src, max_pixels) as source:
+    with _Source(src, max_pixels, subject) as source:
         target = fitted_size(source.stored_size, max_side)  # a fit keeps the aspect: any frame
         source.draft((math.ceil(target[0] * DRAFT_GAP), math.ceil(target[1] * DRAFT_GAP)))
         shrunk, frame = source.decoded(lambda size: _whole_factor(size, target, REDUCING_GAP))
@@ -158,13 +163,15 @@ def open_image(
     return Photo(rgb=rgb, alpha=alpha, info=source.info)
 
 
-def open_preview(src: ImageSource, *, min_side: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> Preview:
+def open_preview(
+    src: ImageSource, *, min_side: int, max_pixels: int = DEFAULT_MAX_PIXELS, subject: str | None = None
+) -> Preview:
     """Decode ``src`` just enough to keep ``min_side`` pixels on its short side (a JPEG at
     1/2..1/8 scale, anything else shrunk after decoding), upright, for fingerprinting.
 
     Refuses exactly what ``open_image`` refuses.
     """
-    with _Source(src, max_pixels) as source:
+    with _Source(src, max_pixels, subject) as source:
         source.draft((min_side, min_side))
         shrunk, frame = source.decoded(lambda size: max(1, min(size) // min_side))
     rgb, alpha = _split_alpha(shrunk)
@@ -176,8 +183,8 @@ def open_preview(src: ImageSource, *, min_side: int, max_pixels: int = DEFAULT_M
 class _Source:
     """One opened picture on its way to 8-bit pixels: checks, reduced decoding, orientation."""
 
-    def __init__(self, src: ImageSource, max_pixels: int) -> None:
-        self.image, self.subject = _open(src)
+    def __init__(self, src: ImageSource, max_pixels: int, subject: str | None) -> None:
+        self.image, self.subject = _open(src, subject or _UPLOAD)
         self.owned = self.image is not src  # the caller's PIL image must not be drafted or closed
         self.stored_size = self.image.size
         self.orientation = 1
@@ -222,7 +229,7 @@ class _Source:
         frame = frame.reduced(factor).turned(self.orientation, shrunk.size)
         swapped = self.orientation in SWAPPING
         self.info["size"] = self.stored_size[::-1] if swapped else self.stored_size
-        self.info["animated"] = bool(getattr(self.image, "is_animated", False)) and self.owned
+        self.info["animated"] = self.owned and is_animated(self.image, self.subject)
         return upright(shrunk, self.orientation), frame
 
 
@@ -231,8 +238,8 @@ def _whole_factor(size: tuple[int, int], target: tuple[int, int], gap: float) ->
     return max(1, int(min(size[0] / target[0], size[1] / target[1]) / gap))
 
 
-def _open(src: ImageSource) -> tuple[Image.Image, str]:
-    """The image (not decoded yet) and how messages name it."""
+def _open(src: ImageSource, named: str) -> tuple[Image.Image, str]:
+    """The image (not decoded yet) and how messages name it (bytes as `named`)."""
     if isinstance(src, Image.Image):
         return src, "The image"
     if isinstance(src, np.ndarray):
@@ -241,10 +248,10 @@ def _open(src: ImageSource) -> tuple[Image.Image, str]:
         data = bytes(src)
         if not data:
             raise ImageError(
-                f"{_UPLOAD} is empty (0 bytes); please choose a photo and upload it again.",
+                f"{named} is empty (0 bytes); please choose a photo and try again.",
                 "empty",
             )
-        return open_untrusted(data, _UPLOAD), _UPLOAD
+        return open_untrusted(data, named), named
     if isinstance(src, (str, Path)):
         path = Path(src)
         subject = f"The file {path.name}"

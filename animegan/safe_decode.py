@@ -6,17 +6,22 @@ On a public demo each such upload would hold a decoding thread for seconds and o
 users' hits would wait behind it. So every cost a file can choose gets its own limit,
 checked before the work it bounds, and each refusal is a user-facing `ImageError`:
 
-* formats: the photo formats only (Pillow also opens EPS, which runs Ghostscript, PSD, ICNS
-  and many more, each more attack surface);
+* formats: the photo formats only, named by the file's magic bytes before any parser runs
+  (`formats.sniff`), and then opened by that format's plugin alone (Pillow also opens EPS,
+  which runs Ghostscript, PSD, ICNS and many more, each more attack surface);
 * pixels: `Image.MAX_IMAGE_PIXELS`, checked from the header before decoding;
 * expansion: formats decoded at full size (all but JPEG, which is decoded at reduced scale)
   may expand beyond `FREE_DECODE_PIXELS` only in proportion to the file's size, so a large
   decode costs the sender a large upload;
 * JPEG scans: at most `MAX_JPEG_SCANS` (a progressive JPEG has about ten);
 * frames: only the first is ever read, and frames are never counted;
-* metadata: EXIF, XMP, ICC and text blocks over `MAX_METADATA_BYTES` are dropped unread;
+* metadata: EXIF, XMP, ICC and text blocks over `MAX_METADATA_BYTES` are dropped unread,
+  compressed PNG text and ICC profiles that would inflate beyond it too;
 * time: the decoder reads the file in small blocks through a reader that stops it once
-  `decode_budget` is spent (a last resort for costs the other limits do not foresee).
+  `decode_budget` seconds of this thread's CPU time are spent (CPU time, not wall time, so
+  a busy machine never refuses an ordinary photo). A last resort for costs the other limits
+  do not foresee; the server also decodes uploads in worker processes whose CPU time and
+  memory the kernel bounds (`animegan.isolated`).
 """
 
 from __future__ import annotations
@@ -24,13 +29,16 @@ from __future__ import annotations
 import io
 import time
 import warnings
+from collections.abc import Callable
 
+import pillow_heif
 from PIL import Image, ImageFile, PngImagePlugin, UnidentifiedImageError
 
 from animegan.errors import ImageError
+from animegan.formats import HEAD_BYTES, PHOTO_FORMATS, sniff
 
 #: The formats a photo comes in; `Image.open` tries no others.
-ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # JPEG includes MPO (phones)
+ALLOWED_FORMATS = PHOTO_FORMATS
 #: Metadata blocks larger than this are dropped unread (a JPEG's EXIF cannot exceed 64 KiB).
 MAX_METADATA_BYTES = 1 << 16
 #: A progressive JPEG has about ten scans; every further one is another pass over all blocks.
@@ -39,18 +47,21 @@ MAX_JPEG_SCANS = 48
 FREE_DECODE_PIXELS = 8_500_000
 #: ... and beyond it, at most this many decoded bytes per byte of file.
 MAX_EXPANSION = 64
-#: Decoding stops after this long, plus some time per MB of file.
-DECODE_SECONDS = 0.5
-DECODE_SECONDS_PER_MB = 0.1
+#: Decoding stops after this much CPU time, plus some per MB of file: a 30 MB upload gets
+#: 1.55 s, several times what an ordinary photo of that size takes, and few enough that a
+#: crafted file is stopped within seconds even on a machine busy with other work.
+DECODE_SECONDS = 0.8
+DECODE_SECONDS_PER_MB = 0.025
 #: The decoder reads the file in blocks this large, so the time budget is checked often.
 READ_BLOCK = 1 << 14
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file raises; it never loads half grey
+pillow_heif.register_heif_opener()  # HEIC/HEIF, what iPhones save; AVIF is Pillow's own
 # Pillow's PNG text limits default to 1 MB per chunk and 64 MB in all.
 PngImagePlugin.MAX_TEXT_CHUNK = MAX_METADATA_BYTES
 PngImagePlugin.MAX_TEXT_MEMORY = 4 * MAX_METADATA_BYTES
 
-_FORMATS_HINT = "please use a photo in a common format such as JPEG, PNG or WebP"
+_FORMATS_HINT = "please use a photo in a common format such as JPEG, PNG, WebP or HEIC"
 _METADATA_KEYS = ("exif", "xmp", "XML:com.adobe.xmp", "icc_profile", "comment", "photoshop", "extra")
 _FULL_DECODE_EXEMPT = ("JPEG", "MPO")  # decoded at reduced scale when large
 
@@ -61,14 +72,15 @@ class DecodeBudgetExceeded(Exception):
 
 
 class BudgetReader(io.BytesIO):
-    """The file's bytes, read through a clock: once `seconds` have passed, reading raises."""
+    """The file's bytes, read through a clock: once the reading thread has used `seconds` of
+    CPU time, reading raises. (Pillow decodes in the calling thread.)"""
 
     def __init__(self, data: bytes, seconds: float) -> None:
         super().__init__(data)
-        self.deadline = time.monotonic() + seconds
+        self.deadline = time.thread_time() + seconds
 
     def read(self, size: int | None = -1) -> bytes:
-        if time.monotonic() > self.deadline:
+        if time.thread_time() > self.deadline:
             raise DecodeBudgetExceeded
         return super().read(size)
 
@@ -78,12 +90,16 @@ def decode_budget(file_bytes: int) -> float:
 
 
 def open_untrusted(data: bytes, subject: str) -> Image.Image:
-    """`Image.open` on the photo formats, through a `BudgetReader`; header checks done."""
+    """`Image.open` with the one plugin the magic bytes name, through a `BudgetReader`;
+    header checks done."""
+    fmt = sniff(data[:HEAD_BYTES])
+    if fmt not in ALLOWED_FORMATS:
+        raise not_an_image(subject)
     reader = BudgetReader(data, decode_budget(len(data)))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(reader, formats=ALLOWED_FORMATS)
+            image = Image.open(reader, formats=(fmt,))  # JPEG's plugin also opens MPO
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(
             f"{subject} has more than {Image.MAX_IMAGE_PIXELS:,} pixels, too many to process "
@@ -93,7 +109,7 @@ def open_untrusted(data: bytes, subject: str) -> Image.Image:
     except DecodeBudgetExceeded as exc:
         raise too_complex(subject) from exc
     except UnidentifiedImageError as exc:
-        raise ImageError(f"{subject} is not an image we can read; {_FORMATS_HINT}.", "not_image") from exc
+        raise not_an_image(subject) from exc
     except (OSError, SyntaxError, EOFError, ValueError) as exc:
         raise damaged(subject, exc) from exc
     image.decodermaxblock = READ_BLOCK
@@ -114,6 +130,16 @@ def decode(image: Image.Image, subject: str) -> None:
         raise too_complex(subject) from exc
     except (OSError, SyntaxError, EOFError, ValueError) as exc:
         raise damaged(subject, exc) from exc
+
+
+def is_animated(image: Image.Image, subject: str) -> bool:
+    """Whether `image` has more frames (a GIF finds out by reading on, within the budget)."""
+    try:
+        return bool(getattr(image, "is_animated", False))
+    except DecodeBudgetExceeded as exc:
+        raise too_complex(subject) from exc
+    except (OSError, SyntaxError, EOFError, ValueError):
+        return False  # the first frame decoded; a broken second one does not matter
 
 
 def drop_large_metadata(image: Image.Image) -> None:
@@ -138,6 +164,10 @@ def _check_cost(image: Image.Image, data: bytes, subject: str) -> None:
         )
 
 
+def not_an_image(subject: str) -> ImageError:
+    return ImageError(f"{subject} is not an image we can read; {_FORMATS_HINT}.", "not_image")
+
+
 def too_complex(subject: str) -> ImageError:
     return ImageError(
         f"{subject} takes too long to decode (it may be crafted to); please save it again "
@@ -159,3 +189,28 @@ def damaged(subject: str, exc: BaseException) -> ImageError:
         "or try another copy of the picture.",
         "damaged",
     )
+
+
+def _dropping_oversized(
+    handler: Callable[[PngImagePlugin.PngStream, int, int], bytes],
+) -> Callable[..., bytes]:
+    """A PNG chunk handler that skips its chunk, unread, where Pillow would refuse the whole
+    file because the chunk inflates beyond `MAX_TEXT_CHUNK` (or text chunks beyond
+    `MAX_TEXT_MEMORY`): such metadata is dropped like any other oversized block."""
+
+    def handle(stream: PngImagePlugin.PngStream, pos: int, length: int) -> bytes:
+        assert stream.fp is not None
+        start = stream.fp.tell()
+        try:
+            return handler(stream, pos, length)
+        except ValueError as exc:
+            if "too large" not in str(exc).lower() and "too much memory" not in str(exc).lower():
+                raise
+            stream.fp.seek(start)
+            return ImageFile._safe_read(stream.fp, length)  # what the CRC check reads
+
+    return handle
+
+
+for _name in ("chunk_zTXt", "chunk_iTXt", "chunk_iCCP", "chunk_tEXt"):
+    setattr(PngImagePlugin.PngStream, _name, _dropping_oversized(getattr(PngImagePlugin.PngStream, _name)))

@@ -149,8 +149,11 @@ class ResultCache:
         *,
         threshold: int | None = None,
         pixel_key: Callable[[], str] | None = None,
+        min_source_side: int = 0,
     ) -> Lookup | None:
-        """Exact hit by raw or pixel sha256, else the nearest verified pHash match.
+        """Exact hit by raw or pixel sha256, else the nearest verified pHash match whose
+        source picture's longer side is at least `min_source_side` (a caller that would have
+        to enlarge a smaller entry's output to fit this upload passes what it needs).
 
         For a fingerprint without `pixel_sha` (made from a preview), `pixel_key()` gives it
         when a candidate's signature is identical to the upload's, so that the same picture
@@ -163,7 +166,9 @@ class ResultCache:
         limit = self.threshold if threshold is None else threshold
         namespace_id(namespace)  # a caller's mistake raises here, outside the error boundary
         hit = self._guarded(
-            lambda store, tier: self._find(store, tier, namespace, fingerprint, limit, started, pixel_key),
+            lambda store, tier: self._find(
+                store, tier, namespace, fingerprint, limit, started, pixel_key, min_source_side
+            ),
             None,
         )
         if hit is not None:
@@ -177,6 +182,7 @@ class ResultCache:
         compute: Callable[[], tuple[bytes, Meta]],
         *,
         stored: Callable[[], Fingerprint] | None = None,
+        min_source_side: int = 0,
     ) -> Lookup:
         """A hit, or `compute()` run once however many threads and processes ask at once.
 
@@ -185,7 +191,7 @@ class ResultCache:
         its compute raises, a waiter takes over. Without a usable store, just computes.
         `fingerprint` needs its `pixel_sha`. The entry is stored under `stored()`, called
         after `compute` (a `calibrated` fingerprint, so it can be a near-duplicate
-        target), or under `fingerprint` itself.
+        target), or under `fingerprint` itself. `min_source_side` as for `lookup`.
         """
         started = time.perf_counter()
         namespace_id(namespace)
@@ -193,7 +199,10 @@ class ResultCache:
 
         def find() -> Lookup | None:
             return self._guarded(
-                lambda s, t: self._find(s, t, namespace, fingerprint, self.threshold, started), None
+                lambda s, t: self._find(
+                    s, t, namespace, fingerprint, self.threshold, started, None, min_source_side
+                ),
+                None,
             )
 
         hit = find()
@@ -294,6 +303,7 @@ class ResultCache:
         threshold: int,
         started: float,
         pixel_key: Callable[[], str] | None = None,
+        min_source_side: int = 0,
     ) -> Lookup | None:
         nsid = namespace_id(namespace)
         if fp.raw_sha:
@@ -304,7 +314,7 @@ class ResultCache:
             found = self._read(store, _value_key(nsid, fp.pixel_sha))
             if found is not None:
                 return _answer("exact", found, 0, self.threshold, started)
-        return self._fuzzy(store, tier, nsid, fp, threshold, started, pixel_key)
+        return self._fuzzy(store, tier, nsid, fp, threshold, started, pixel_key, min_source_side)
 
     def _by_alias(self, store: Store, nsid: str, raw_sha: str, started: float) -> Lookup | None:
         key = store.resolve(_alias_key(nsid, raw_sha))
@@ -325,11 +335,14 @@ class ResultCache:
         threshold: int,
         started: float,
         pixel_key: Callable[[], str] | None,
+        min_source_side: int,
     ) -> Lookup | None:
         for seq, distance in tier.nearest(nsid, fp.phash, threshold, FUZZY_CANDIDATES):
             row = store.row(nsid, seq)
             if row is None:
                 tier.forget(nsid, seq)
+                continue
+            if max(row.width, row.height) < min_source_side:  # its output would be enlarged
                 continue
             if len(row.signature) == SIGNATURE_SIZE:  # stored without tolerances: keys only
                 continue

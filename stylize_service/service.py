@@ -1,16 +1,22 @@
 """The cached stylize service: one call shared by the UI, the API, the CLI and the benchmarks.
 
-It joins `animegan` (intake and model) and `cache_store` (the two tiers) and owns the
-policies that belong to neither: the cache namespace, fitting a near-duplicate's output to
-this upload, how many inferences run at once, and how much uncached work may wait.
+It joins `animegan` (decoding and the model) and `cache_store` (the two tiers) and owns
+the policies that belong to neither: the cache namespace, fitting a near-duplicate's output
+to this upload, who gets the decoders and the model next, and how much uncached work may
+wait.
 
 A request runs in steps so that the app can keep hits off the inference path: `receive`
 reads and hashes the file (an exact hit for the very same file ends here) and returns what
-it `Received`; `look_up` decodes it only as far as fingerprinting needs (a JPEG at reduced
-scale) and answers from the cache in milliseconds or returns a `Job`; only a `Job` goes to
-`finish`, which waits its turn for the model and decodes the upload in full. `prepare` is
-the first two in one call. After a miss, the new entry is calibrated for the near-duplicate tier in the
-background, once the answer is out (`Calibrator`).
+it `Received`; `look_up` has a worker process decode it only as far as fingerprinting
+needs (a JPEG at reduced scale) and answers from the cache in milliseconds or returns a
+`Job`; only a `Job` goes to `finish`, which has a worker decode the upload for the model and
+waits its turn for it. `prepare` is the first two in one call. The server never decodes an
+upload itself (`animegan.isolated`): a crafted file costs a worker its CPU budget, never
+the server its memory or its GIL.
+
+Decoders and the model are shared fairly (`fairness`): callers name their `Client`, and
+waiting clients take turns. After a miss, the new entry is calibrated for the
+near-duplicate tier beside the inference (`Calibrator`).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,21 +33,25 @@ from pathlib import Path
 
 from PIL import Image
 
-from animegan.errors import AnimeGANError, ImageError
+from animegan.errors import AnimeGANError
+from animegan.formats import is_photo
 from animegan.inference import PIPELINE_VERSION, Stylizer, load_stylizer
-from animegan.intake import DEFAULT_MAX_SIDE, Photo, apply_alpha, fitted_size, open_image, open_preview
+from animegan.intake import DEFAULT_MAX_SIDE, Photo, apply_alpha, fitted_size
+from animegan.isolated import DEFAULT_WORKER_MEMORY, DEFAULT_WORKERS, IsolatedDecoder, Upload
+from animegan.safe_decode import not_an_image
 from animegan.styles import get_style
 from cache_store import PREVIEW_SIDE, Fingerprint, Lookup, ResultCache
 from cache_store.calibration import CALIBRATION_SIDE
 from cache_store.lookup import Meta
 
 from .calibrator import Calibrator
+from .fairness import ClientBusyError, FairSlots, InFlight
 from .outcome import Outcome
+from .progress import Progress, model_progress
 
 log = logging.getLogger(__name__)
 
 Source = str | Path | bytes
-Progress = Callable[[float], None]
 
 #: PNG compression for stored results: level 3 is ~3x faster than the default 6 for
 #: about 10 % more bytes, which keeps hashing and storing far below 3 % of a miss.
@@ -51,10 +61,40 @@ MAX_UPLOAD_BYTES = 30 << 20
 #: A near-duplicate's output is resized to this upload's size with this filter (see
 #: bench/results/cache.md: time against PSNR to what a miss would have produced).
 FIT_FILTER = Image.Resampling.BILINEAR
+#: A near-duplicate is served only if its stored output is at least this share of the size
+#: this upload's output needs: enlarging a small entry's output (a 0.45x copy stylized
+#: first, then the full photo) blurs it well below a re-encode's difference.
+MIN_FIT_SCALE = 0.9
+#: Requests one client may have decoding or waiting for the model at once: per browser
+#: session (or API client), and per network address (all its sessions together).
+PER_SESSION = 3
+PER_ADDRESS = 8
+#: How uploads are named in messages.
+UPLOAD_SUBJECT = "The uploaded file"
 
 
 class BusyError(AnimeGANError):
     """Too many uncached requests are already waiting for the model."""
+
+
+class ClientLimitError(AnimeGANError):
+    """This visitor already has as many photos in progress as one visitor may."""
+
+
+@dataclass(frozen=True)
+class Client:
+    """Who sent a request, for sharing the decoders and the model fairly: the browser
+    session (or API client) and the network address; None where unknown (the CLI)."""
+
+    session: str | None = None
+    address: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.session or self.address or "local"
+
+
+LOCAL = Client()
 
 
 @dataclass
@@ -65,9 +105,9 @@ class Received:
     style: str
     namespace: str
     stylizer: Stylizer
-    data: bytes
-    raw_sha: str
+    upload: Upload
     use_cache: bool
+    client: Client
 
 
 @dataclass
@@ -92,40 +132,14 @@ def model_view(photo: Photo) -> Image.Image:
     return rgba
 
 
-def read_upload(source: Source, limit: int = MAX_UPLOAD_BYTES) -> bytes:
-    """The upload's bytes, refusing more than `limit` before reading them."""
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-    else:
-        path = Path(source)
-        try:
-            with open(path, "rb") as handle:
-                size = os.fstat(handle.fileno()).st_size
-                if size > limit:
-                    raise _too_big(size, limit)
-                data = handle.read(limit + 1)
-        except OSError as exc:
-            why = (exc.strerror or str(exc)).lower()
-            raise ImageError(f"Could not open the file {path.name}: {why}.", "not_image") from exc
-    if len(data) > limit:
-        raise _too_big(len(data), limit)
-    return data
-
-
-def _too_big(size: int, limit: int) -> ImageError:
-    return ImageError(
-        f"The uploaded file is {size / 2**20:.1f} MB, more than the {limit >> 20} MB allowed; "
-        "please upload a smaller photo.",
-        "too_large",
-    )
-
-
 class StylizeService:
     """Stylize uploads through the result cache; safe to call from many threads.
 
     `cache=None` runs uncached (the CLI's --no-cache, or a cache that could not open).
     At most `inference_workers` inferences run at once in this process, and at most
-    `max_pending` uncached requests wait for one; past that, `BusyError`.
+    `max_pending` uncached requests wait for one; past that, `BusyError`. Uploads are
+    decoded by `decode_workers` worker processes of `decode_memory` bytes each, started
+    on first use.
     """
 
     def __init__(
@@ -137,6 +151,10 @@ class StylizeService:
         precision: str = "auto",
         inference_workers: int = 1,
         max_pending: int = 24,
+        decode_workers: int = DEFAULT_WORKERS,
+        decode_memory: int = DEFAULT_WORKER_MEMORY,
+        per_session: int = PER_SESSION,
+        per_address: int = PER_ADDRESS,
     ) -> None:
         self.cache = cache
         self.weights_dir = weights_dir
@@ -144,12 +162,18 @@ class StylizeService:
         self.precision = precision
         self.max_pending = max_pending
         self.calibrator = Calibrator(inference_workers)
-        self._gate = threading.BoundedSemaphore(max(1, inference_workers))
+        self.model_slots = FairSlots(max(1, inference_workers))
+        self.decode_slots = FairSlots(max(1, decode_workers))
+        self.in_flight = InFlight({"session": per_session, "address": per_address})
+        self._decode_workers = max(1, decode_workers)
+        self._decode_memory = decode_memory
+        self._decoder: IsolatedDecoder | None = None
+        self._decoder_lock = threading.Lock()
         self._stylizers: dict[str, Stylizer] = {}
         self._pending = 0
         self._pending_lock = threading.Lock()
 
-    # -- the two steps -------------------------------------------------------------
+    # -- the steps -----------------------------------------------------------------
 
     def prepare(
         self,
@@ -159,6 +183,8 @@ class StylizeService:
         use_cache: bool = True,
         scope: str | None = None,
         started: float | None = None,
+        client: Client = LOCAL,
+        subject: str | None = None,
     ) -> Outcome | Job:
         """Answer from the cache, or return the `Job` that `finish` will run: `receive`,
         then `look_up`.
@@ -168,7 +194,9 @@ class StylizeService:
         queueing counts in its latency. Raises `AnimeGANError` subclasses with a
         user-facing message for a bad upload, an unknown style or missing weights.
         """
-        received = self.receive(source, style, use_cache=use_cache, scope=scope, started=started)
+        received = self.receive(
+            source, style, use_cache=use_cache, scope=scope, started=started, client=client, subject=subject
+        )
         return received if isinstance(received, Outcome) else self.look_up(received)
 
     def receive(
@@ -179,43 +207,53 @@ class StylizeService:
         use_cache: bool = True,
         scope: str | None = None,
         started: float | None = None,
+        client: Client = LOCAL,
+        subject: str | None = None,
     ) -> Outcome | Received:
         """The exact hit for this very file, or the `Received` upload to look up: reading and
-        hashing the file only, never decoding it, so no upload can make it slow."""
+        hashing the file only, never decoding it, so no upload can make it slow.
+
+        `subject` names the file in messages (default: "The uploaded file" for bytes, "The
+        file <name>" for a path given by a local user, as the CLI does).
+        """
         started = time.perf_counter() if started is None else started
-        data = read_upload(source)
+        upload = Upload.read(source, limit=MAX_UPLOAD_BYTES, subject=subject or _subject(source))
         stylizer = self.stylizer(style)
         namespace = self.namespace(stylizer, scope)
-        raw_sha = Fingerprint.raw_key(data)
         if self.cache is not None and use_cache:
-            hit = self.cache.lookup_raw(namespace, raw_sha)
+            hit = self.cache.lookup_raw(namespace, upload.sha256)
             if hit is not None:
                 return self._outcome(hit, hit.value, style, started)
-        return Received(started, style, namespace, stylizer, data, raw_sha, use_cache)
+        return Received(started, style, namespace, stylizer, upload, use_cache, client)
 
     def look_up(self, received: Received) -> Outcome | Job:
         """Decode `received`'s upload as far as fingerprinting needs and answer from the
         cache, or return the `Job` for the model."""
-        preview = open_preview(received.data, min_side=PREVIEW_SIDE)  # refuses what open_image refuses
+        upload = received.upload
+        if not is_photo(upload.format):  # refused before any parser sees it
+            raise not_an_image(upload.subject)
+        with self.decode_slots.slot(received.client.key):
+            preview = self.decoder.preview(upload, min_side=PREVIEW_SIDE)
         fingerprint = None
         if self.cache is not None:
             fingerprint = Fingerprint.of(
-                preview.image, raw_sha=received.raw_sha, exact=False, box=preview.frame.box, size=preview.size
+                preview.image, raw_sha=upload.sha256, exact=False, box=preview.frame.box, size=preview.size
             )
             hit = None
             if received.use_cache:
                 query = fingerprint
 
                 def exact_key() -> str:  # only for a candidate that looks identical to the upload
-                    photo = open_image(received.data, max_side=self.max_side)
-                    return str(query.keyed(model_view(photo)).pixel_sha)
+                    return str(query.keyed(model_view(self._photo(received))).pixel_sha)
 
-                hit = self.cache.lookup(received.namespace, fingerprint, pixel_key=exact_key)
-            if hit is not None:
-                data = received.data
-                alpha = (
-                    (lambda: open_image(data, max_side=self.max_side).alpha) if preview.has_alpha else _none
+                hit = self.cache.lookup(
+                    received.namespace,
+                    fingerprint,
+                    pixel_key=exact_key,
+                    min_source_side=self._min_source_side(preview.size),
                 )
+            if hit is not None:
+                alpha = (lambda: self._photo(received).alpha) if preview.has_alpha else _none
                 return self._outcome(
                     hit, self._fit_hit(hit, preview.size, alpha), received.style, received.started
                 )
@@ -226,34 +264,34 @@ class StylizeService:
 
         The upload is decoded for the model first; if those very pixels were stored
         meanwhile (or in another container), that is an exact hit and the model is not run.
+        `progress(fraction, stage)` hears how far the request is.
         """
-        photo = open_image(job.data, max_side=self.max_side)
-        cache = self.cache if job.fingerprint is not None else None
-        fingerprint = job.fingerprint.keyed(model_view(photo)) if job.fingerprint is not None else None
-        if cache is not None and fingerprint is not None and job.use_cache:
-            hit = cache.lookup(job.namespace, fingerprint)
-            if hit is not None:
-                fitted = self._fit_hit(hit, photo.info["size"], lambda: photo.alpha)
-                return self._outcome(hit, fitted, job.style, job.started)
-        calibration = None
-
-        def compute() -> tuple[bytes, Meta]:
-            nonlocal calibration
-            if fingerprint is not None:  # measured beside the inference, stored with it
-                calibration = self.calibrator.start(
-                    fingerprint, lambda: self._calibration_picture(job, photo)
-                )
-            with self._gate:
-                output = job.stylizer.stylize(photo.rgb, progress=progress)
-            if photo.alpha is not None:
-                output = apply_alpha(output, photo.alpha)
-            return encode_png(output), {"width": output.width, "height": output.height}
-
-        def stored() -> Fingerprint:
-            assert fingerprint is not None
-            return self.calibrator.result(calibration, fingerprint)
-
         with self._waiting_slot():
+            photo, also = self._photo_and_calibration(job)
+            cache = self.cache if job.fingerprint is not None else None
+            fingerprint = job.fingerprint.keyed(model_view(photo)) if job.fingerprint is not None else None
+            min_side = self._min_source_side(photo.info["size"])
+            if cache is not None and fingerprint is not None and job.use_cache:
+                hit = cache.lookup(job.namespace, fingerprint, min_source_side=min_side)
+                if hit is not None:
+                    fitted = self._fit_hit(hit, photo.info["size"], lambda: photo.alpha)
+                    return self._outcome(hit, fitted, job.style, job.started)
+            calibration = None
+
+            def compute() -> tuple[bytes, Meta]:
+                nonlocal calibration
+                if fingerprint is not None:  # measured beside the inference, stored with it
+                    picture = also if also is not None else model_view(photo)
+                    calibration = self.calibrator.start(fingerprint, lambda: picture)
+                output = self._run_model(job, photo, progress)
+                if photo.alpha is not None:
+                    output = apply_alpha(output, photo.alpha)
+                return encode_png(output), {"width": output.width, "height": output.height}
+
+            def stored() -> Fingerprint:
+                assert fingerprint is not None
+                return self.calibrator.result(calibration, fingerprint)
+
             if cache is None or fingerprint is None:
                 png, _ = compute()
                 return self._generated(job, png, cached=False)
@@ -261,7 +299,9 @@ class StylizeService:
                 png, meta = compute()
                 cache.put(job.namespace, stored(), png, meta)
                 return self._generated(job, png, cached=False)
-            result = cache.get_or_compute(job.namespace, fingerprint, compute, stored=stored)
+            result = cache.get_or_compute(
+                job.namespace, fingerprint, compute, stored=stored, min_source_side=min_side
+            )
         fitted = self._fit_hit(result, photo.info["size"], lambda: photo.alpha)
         return self._outcome(result, fitted, job.style, job.started)
 
@@ -272,15 +312,43 @@ class StylizeService:
         *,
         use_cache: bool = True,
         progress: Progress | None = None,
+        subject: str | None = None,
     ) -> Outcome:
         """Both steps in one call, for the CLI and the benchmarks."""
-        result = self.prepare(source, style, use_cache=use_cache)
+        result = self.prepare(source, style, use_cache=use_cache, subject=subject)
         return result if isinstance(result, Outcome) else self.finish(result, progress)
+
+    @contextlib.contextmanager
+    def admitted(self, client: Client) -> Iterator[None]:
+        """Count a request of `client`'s that needs decoding or the model against its caps;
+        raises `ClientLimitError` when it already has as many in progress as it may."""
+        try:
+            with self.in_flight.hold([("session", client.session or ""), ("address", client.address or "")]):
+                yield
+        except ClientBusyError as exc:
+            caps = self.in_flight.caps
+            which = "this browser tab" if str(exc) == "session" else "your network address"
+            raise ClientLimitError(
+                f"You already have {caps[str(exc)]} photos in progress from {which}; "
+                "please wait until one of them is done."
+            ) from None
 
     def close(self) -> None:
         self.calibrator.close()
+        with self._decoder_lock:
+            decoder, self._decoder = self._decoder, None
+        if decoder is not None:
+            decoder.close()
 
-    # -- models and namespaces -----------------------------------------------------
+    # -- models, decoders and namespaces -------------------------------------------
+
+    @property
+    def decoder(self) -> IsolatedDecoder:
+        """The worker processes that decode uploads, started on first use."""
+        with self._decoder_lock:
+            if self._decoder is None:
+                self._decoder = IsolatedDecoder(self._decode_workers, self._decode_memory)
+            return self._decoder
 
     def stylizer(self, style: str) -> Stylizer:
         """The loaded model for `style` (looked up once: the look-up checks the weights file)."""
@@ -308,6 +376,37 @@ class StylizeService:
         return "|".join(parts)
 
     # -- helpers -------------------------------------------------------------------
+
+    def _photo(self, received: Received) -> Photo:
+        """`received`'s upload decoded as the model sees it (in a worker, in turn)."""
+        photo, _ = self._decode_photo(received, None)
+        return photo
+
+    def _photo_and_calibration(self, job: Job) -> tuple[Photo, Image.Image | None]:
+        """The model's view and, if it is smaller than the calibration size and the cache
+        will calibrate the new entry, the upload fitted to that size too (one job)."""
+        also = CALIBRATION_SIDE if job.fingerprint is not None and self.max_side < CALIBRATION_SIDE else None
+        return self._decode_photo(job, also)
+
+    def _decode_photo(self, received: Received, also: int | None) -> tuple[Photo, Image.Image | None]:
+        with self.decode_slots.slot(received.client.key):
+            return self.decoder.photo(received.upload, max_side=self.max_side, also_side=also)
+
+    def _run_model(self, job: Job, photo: Photo, progress: Progress | None) -> Image.Image:
+        """The model's output for `photo`, once this client's turn has come."""
+
+        def waiting(ahead: int) -> None:
+            if progress is not None:
+                progress(0.0, f"Waiting for the model ({ahead} ahead)")
+
+        with self.model_slots.slot(job.client.key, on_wait=waiting):
+            model = f"{job.stylizer.style.name}|{job.stylizer.precision}"
+            with model_progress(progress, photo.rgb.size, model) as report:
+                return job.stylizer.stylize(photo.rgb, progress=report)
+
+    def _min_source_side(self, upload_size: tuple[int, int]) -> int:
+        """The longer side an entry's source needs for its output to serve this upload."""
+        return math.ceil(MIN_FIT_SCALE * max(fitted_size(upload_size, self.max_side)))
 
     @contextlib.contextmanager
     def _waiting_slot(self) -> Iterator[None]:
@@ -350,13 +449,6 @@ class StylizeService:
             output = output.resize(target, FIT_FILTER)
         return encode_png(apply_alpha(output, mask))
 
-    def _calibration_picture(self, job: Job, photo: Photo) -> Image.Image:
-        """What the new entry is calibrated on: the model's view when it is at least the
-        calibration size, else the upload decoded to that size (when it has it)."""
-        if self.max_side >= CALIBRATION_SIDE:
-            return model_view(photo)
-        return model_view(open_image(job.data, max_side=CALIBRATION_SIDE))
-
     def _outcome(self, hit: Lookup, png: bytes, style: str, started: float) -> Outcome:
         width, height = _png_size(png)
         return Outcome(
@@ -383,6 +475,12 @@ class StylizeService:
             latency_ms=(time.perf_counter() - job.started) * 1000,
             cached=cached,
         )
+
+
+def _subject(source: Source) -> str:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return UPLOAD_SUBJECT
+    return f"The file {Path(source).name}"
 
 
 def _none() -> None:

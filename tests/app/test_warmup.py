@@ -55,7 +55,7 @@ def test_the_warm_up_waits_until_users_leave_the_model(cache, weights_dir, unsee
     release = threading.Event()
 
     def user() -> None:  # a user's inference that lasts until the test releases it
-        real_finish(user_job, progress=lambda done: release.wait(30) if done == 0 else None)
+        real_finish(user_job, progress=lambda done, _stage: release.wait(30) if done == 0 else None)
         events.append(("user done", time.monotonic()))
 
     user_thread = threading.Thread(target=user)
