@@ -214,7 +214,7 @@ class _Source:
     def decoded(self, factor_for: Callable[[tuple[int, int]], int]) -> tuple[Image.Image, Frame]:
         """Decode, shrink by ``factor_for(decoded size)`` and turn upright: 8-bit pixels and
         the frame of them that the picture covers. Fills in ``info``."""
-        decode(self.image, self.subject)
+        decode(self.image, self.subject, self.stored_size)
         self.orientation = _orientation(self.image)  # a PNG may keep its EXIF after the pixels
         frame = Frame.of(self.stored_size, self.image.size)
         factor = max(1, factor_for(self.image.size))
@@ -229,7 +229,7 @@ class _Source:
         frame = frame.reduced(factor).turned(self.orientation, shrunk.size)
         swapped = self.orientation in SWAPPING
         self.info["size"] = self.stored_size[::-1] if swapped else self.stored_size
-        self.info["animated"] = self.owned and is_animated(self.image, self.subject)
+        self.info["animated"] = self.owned and is_animated(self.image)
         return upright(shrunk, self.orientation), frame
 
 

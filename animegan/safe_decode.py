@@ -17,6 +17,9 @@ checked before the work it bounds, and each refusal is a user-facing `ImageError
 * frames: only the first is ever read, and frames are never counted;
 * metadata: EXIF, XMP, ICC and text blocks over `MAX_METADATA_BYTES` are dropped unread,
   compressed PNG text and ICC profiles that would inflate beyond it too;
+* memory: what decoding will hold (the frame, a library's own copy, a progressive JPEG's
+  coefficients) is estimated from the header and refused beyond `limit_decode_memory`,
+  which a decoding worker sets from its memory cap (the kernel enforces the cap itself);
 * time: the decoder reads the file in small blocks through a reader that stops it once
   `decode_budget` seconds of this thread's CPU time are spent (CPU time, not wall time, so
   a busy machine never refuses an ordinary photo). A last resort for costs the other limits
@@ -64,6 +67,18 @@ PngImagePlugin.MAX_TEXT_MEMORY = 4 * MAX_METADATA_BYTES
 _FORMATS_HINT = "please use a photo in a common format such as JPEG, PNG, WebP or HEIC"
 _METADATA_KEYS = ("exif", "xmp", "XML:com.adobe.xmp", "icc_profile", "comment", "photoshop", "extra")
 _FULL_DECODE_EXEMPT = ("JPEG", "MPO")  # decoded at reduced scale when large
+#: Formats whose library decodes into a buffer of its own that Pillow then copies.
+_COPIED = ("WEBP", "AVIF", "HEIF")
+#: libwebp's animation decoder holds two RGBA canvases, and Pillow copies the frame.
+_WEBP_CANVASES = 3
+_SAMPLE_BYTES = {"I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2, "I": 4, "F": 4}
+_memory_limit: int | None = None
+
+
+def limit_decode_memory(limit: int | None) -> None:
+    """Refuse decodes estimated to hold more than `limit` bytes (None: no limit)."""
+    global _memory_limit
+    _memory_limit = limit
 
 
 class DecodeBudgetExceeded(Exception):
@@ -95,6 +110,10 @@ def open_untrusted(data: bytes, subject: str) -> Image.Image:
     fmt = sniff(data[:HEAD_BYTES])
     if fmt not in ALLOWED_FORMATS:
         raise not_an_image(subject)
+    if fmt == "WEBP" and _memory_limit is not None:  # libwebp allocates its canvases on opening
+        width, height = webp_canvas(data)
+        if width * height * 4 * _WEBP_CANVASES > _memory_limit:
+            raise too_much_memory(subject)
     reader = BudgetReader(data, decode_budget(len(data)))
     try:
         with warnings.catch_warnings():
@@ -122,8 +141,12 @@ def open_untrusted(data: bytes, subject: str) -> Image.Image:
     return image
 
 
-def decode(image: Image.Image, subject: str) -> None:
-    """Decode the pixels now, so a damaged file fails here and not deep inside the model."""
+def decode(image: Image.Image, subject: str, stored_size: tuple[int, int] | None = None) -> None:
+    """Decode the pixels now, so a damaged file fails here and not deep inside the model;
+    refused first if it would hold more memory than allowed. `stored_size` is the picture's
+    size before any reduced-scale (draft) decoding was set up."""
+    if _memory_limit is not None and decode_memory(image, stored_size or image.size) > _memory_limit:
+        raise too_much_memory(subject)
     try:
         image.load()
     except DecodeBudgetExceeded as exc:
@@ -132,14 +155,48 @@ def decode(image: Image.Image, subject: str) -> None:
         raise damaged(subject, exc) from exc
 
 
-def is_animated(image: Image.Image, subject: str) -> bool:
-    """Whether `image` has more frames (a GIF finds out by reading on, within the budget)."""
+def is_animated(image: Image.Image) -> bool:
+    """Whether `image` has more frames, called once its first frame is decoded. A GIF finds
+    out by reading on: what is beyond the decoding budget, or broken, counts as no further
+    frame, since only the first is used anyway."""
     try:
         return bool(getattr(image, "is_animated", False))
-    except DecodeBudgetExceeded as exc:
-        raise too_complex(subject) from exc
-    except (OSError, SyntaxError, EOFError, ValueError):
-        return False  # the first frame decoded; a broken second one does not matter
+    except (DecodeBudgetExceeded, OSError, SyntaxError, EOFError, ValueError):
+        return False
+
+
+def webp_canvas(data: bytes) -> tuple[int, int]:
+    """A WebP's canvas size from its first chunk (VP8X, VP8 or VP8L), (0, 0) if unreadable:
+    needed before `Image.open`, which already allocates the canvas."""
+    chunk = data[12:16]
+    if chunk == b"VP8X" and len(data) >= 30:
+        return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
+    if chunk == b"VP8 " and len(data) >= 30:
+        return int.from_bytes(data[26:28], "little") & 0x3FFF, int.from_bytes(data[28:30], "little") & 0x3FFF
+    if chunk == b"VP8L" and len(data) >= 25:
+        bits = int.from_bytes(data[21:25], "little")
+        return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+    return 0, 0
+
+
+def decode_memory(image: Image.Image, stored_size: tuple[int, int]) -> int:
+    """About how many bytes decoding `image` holds at its peak: the decoded frame (at the
+    draft size, for a JPEG), a second copy for libraries that decode into their own buffer,
+    and a progressive JPEG's coefficients, which libjpeg keeps at full size whatever the scale."""
+    width, height = image.size
+    frame = width * height * len(image.getbands()) * _SAMPLE_BYTES.get(image.mode, 1)
+    if image.format in _COPIED:
+        return frame + width * height * 4
+    if image.format in _FULL_DECODE_EXEMPT and image.info.get("progressive"):
+        layers: list[tuple[str, int, int, int]] = getattr(image, "layer", None) or [("", 1, 1, 0)] * 3
+        most_h = max(layer[1] for layer in layers)
+        most_v = max(layer[2] for layer in layers)
+        full_w, full_h = stored_size
+        coefficients = sum(
+            -(-full_w * layer[1] // most_h) * -(-full_h * layer[2] // most_v) * 2 for layer in layers
+        )
+        return frame + int(coefficients)
+    return frame
 
 
 def drop_large_metadata(image: Image.Image) -> None:
@@ -166,6 +223,14 @@ def _check_cost(image: Image.Image, data: bytes, subject: str) -> None:
 
 def not_an_image(subject: str) -> ImageError:
     return ImageError(f"{subject} is not an image we can read; {_FORMATS_HINT}.", "not_image")
+
+
+def too_much_memory(subject: str) -> ImageError:
+    return ImageError(
+        f"{subject} needs more memory to decode than this server allows per photo; please "
+        "save it as a JPEG or make it smaller.",
+        "too_complex",
+    )
 
 
 def too_complex(subject: str) -> ImageError:

@@ -26,7 +26,7 @@ from animegan.formats import HEAD_BYTES, sniff
 from animegan.intake import Photo, Preview
 from animegan.isolated import jobs
 from animegan.isolated.pool import Budget, JobError, WorkerFailure, WorkerPool
-from animegan.safe_decode import decode_budget
+from animegan.safe_decode import decode_budget, too_much_memory
 
 log = logging.getLogger(__name__)
 
@@ -170,11 +170,7 @@ def _failure_error(upload: Upload, why: str) -> ImageError:
             "too_complex",
         )
     if why == "memory":
-        return ImageError(
-            f"{subject} needs more memory to decode than this server allows per photo; please save "
-            "it as a JPEG or make it smaller.",
-            "too_complex",
-        )
+        return too_much_memory(subject)
     return ImageError(
         f"{subject} is damaged and its pixels cannot be decoded; please upload it again or try "
         "another copy of the picture.",

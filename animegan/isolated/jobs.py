@@ -22,11 +22,16 @@ from PIL import AvifImagePlugin, Image
 from animegan.errors import ImageError
 from animegan.intake import Photo, Preview, open_image, open_preview
 from animegan.pixels import Frame
+from animegan.safe_decode import limit_decode_memory
 
 # One decoding thread each: a worker is one job at a time, and its threads would count
 # against its memory cap and compete with the server for the cores.
 AvifImagePlugin.DEFAULT_MAX_THREADS = 1
 pillow_heif.options.DECODE_THREADS = 1
+
+#: Share of the worker's memory cap a decode's estimated working set may take; the rest is
+#: the file itself, the reduced copies and the reply.
+DECODE_SHARE = 0.7
 
 #: The modes pictures travel in, and their bytes per pixel.
 MODES = {"L": 1, "RGB": 3, "RGBA": 4}
@@ -62,18 +67,32 @@ def decode_image(header: Any, payload: bytes) -> Image.Image:
     return Image.frombuffer(mode, (width, height), payload, "raw", mode, 0, 1)
 
 
+_memory_cap: int | None = None
+
+
+def configure(memory_cap: int | None) -> None:
+    """Set once by the worker: the address space its jobs may use beyond its baseline."""
+    global _memory_cap
+    _memory_cap = memory_cap
+
+
 def source(args: dict[str, Any], payloads: list[bytes]) -> bytes:
-    """The file's bytes: sent along, or read from the path the server named."""
+    """The file's bytes (sent along, or read from the path the server named); the decode
+    memory allowed to this job is what the worker's cap leaves beside them."""
     if payloads:
-        return payloads[0]
-    path = args.get("path")
-    if not isinstance(path, str):
-        raise ValueError("a job needs the file's bytes or its path")
-    limit = int(args.get("max_bytes", 0)) or None
-    with open(path, "rb") as handle:
-        if limit is not None and os.fstat(handle.fileno()).st_size > limit:
-            raise ImageError("The file is larger than the upload limit.", "too_large")
-        return handle.read()
+        data = payloads[0]
+    else:
+        path = args.get("path")
+        if not isinstance(path, str):
+            raise ValueError("a job needs the file's bytes or its path")
+        limit = int(args.get("max_bytes", 0)) or None
+        with open(path, "rb") as handle:
+            if limit is not None and os.fstat(handle.fileno()).st_size > limit:
+                raise ImageError("The file is larger than the upload limit.", "too_large")
+            data = handle.read()
+    if _memory_cap is not None:
+        limit_decode_memory(int(_memory_cap * DECODE_SHARE) - len(data))
+    return data
 
 
 def preview(args: dict[str, Any], payloads: list[bytes]) -> Reply:

@@ -35,6 +35,7 @@ MAX_REQUEST_BYTES = 300 << 20
 def main(argv: list[str]) -> int:
     fd, memory = int(argv[0]), int(argv[1])
     conn = Connection(fd)
+    jobs.configure(memory)
     _limit_process(memory)
     send(conn, {"ready": True})
     while True:
