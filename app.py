@@ -33,6 +33,7 @@ from cache_store import KINDS
 from stylize_service import build_service, format_duration
 from stylize_service import settings as settings_module
 from stylize_service.catalog import StyleStatus, style_catalog
+from stylize_service.janitor import Janitor
 from stylize_service.memory import return_large_buffers
 from stylize_service.outcome import KIND_LABELS
 from stylize_service.result_files import ResultFiles
@@ -78,8 +79,19 @@ class UploadedImage(gr.Image):
 
 
 def _refuse_url(url_or_file_path) -> None:
-    if url_or_file_path is not None and str(url_or_file_path).lower().startswith(("http://", "https://")):
-        raise gr.Error("This server does not fetch photos from links: upload the photo file itself.")
+    """Links are not fetched, and a path must name a file (an API caller may name a folder)."""
+    if url_or_file_path is None:
+        return
+    if str(url_or_file_path).lower().startswith(("http://", "https://")):
+        raise _user_error("This server does not fetch photos from links: upload the photo file itself.")
+    if not str(url_or_file_path).startswith("data:") and not os.path.isfile(url_or_file_path):
+        raise _user_error("That is not an uploaded file: upload the photo file itself.")
+
+
+def _user_error(message: str) -> gr.Error:
+    """A refusal the visitor reads; the log gets one line, not a traceback."""
+    log.info("refused: %s", message)
+    return gr.Error(message, print_exception=False)
 
 
 def parse_args(argv: list[str] | None = None) -> settings_module.Settings:
@@ -156,7 +168,9 @@ class StylizeHandlers:
         self.service = service
         self.by_name = {status.style.name: status for status in catalog}
         self.cache_scope = cache_scope
-        self.files = ResultFiles()
+        # Results are written where Gradio serves files from, so it serves them without a copy.
+        gradio_temp = os.environ.get("GRADIO_TEMP_DIR")
+        self.files = ResultFiles(Path(gradio_temp) / "results" if gradio_temp else None)
         self.receiving = ThreadPoolExecutor(max_workers=4, thread_name_prefix="receive")
         self.lookups = ThreadPoolExecutor(
             max_workers=32, thread_name_prefix="lookup"
@@ -197,9 +211,9 @@ class StylizeHandlers:
     ) -> tuple[str, str, dict]:
         started = time.perf_counter()  # the badge's time includes any wait for a pool
         if not image:
-            raise gr.Error("Upload a photo first (or pick an example).")
+            raise _user_error("Upload a photo first (or pick an example).")
         if style not in self.by_name or not self.by_name[style].available:
-            raise gr.Error(f"The style {style!r} is not available on this server.")
+            raise _user_error(f"The style {style!r} is not available on this server.")
         scope = self._scope(request)
         client = _client(request)
         service, loop = self.service, asyncio.get_running_loop()
@@ -225,12 +239,12 @@ class StylizeHandlers:
                     result = await loop.run_in_executor(self.lookups, service.look_up, result)
                     if isinstance(result, Job):
                         result = await loop.run_in_executor(self.inference, service.finish, result, report)
+            path = self.files.path_for(result.png, style)
         except AnimeGANError as exc:
-            raise gr.Error(str(exc)) from None
+            raise _user_error(str(exc)) from None
         except Exception:
             log.exception("stylize failed")
             raise gr.Error("Something went wrong while stylizing this photo. Please try another.") from None
-        path = self.files.path_for(result.png, style)
         return path, result.badge(), result.cache_info()
 
     def _scope(self, request: gr.Request) -> str | None:
@@ -355,7 +369,8 @@ def main(argv: list[str] | None = None) -> None:
     # Gradio keeps uploads in GRADIO_TEMP_DIR and deletes only its own run's files, at a clean
     # exit: give this process a folder of its own there, which the next start sweeps if we crash.
     uploads = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")
-    os.environ["GRADIO_TEMP_DIR"] = str(private_dir(uploads, "animegan-"))
+    temp = private_dir(uploads, "animegan-")
+    os.environ["GRADIO_TEMP_DIR"] = str(temp)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C: exit handlers run
     catalog = style_catalog(
         settings.weights_dir, download=not settings.offline, mirror=settings.download_mirror
@@ -367,6 +382,11 @@ def main(argv: list[str] | None = None) -> None:
     if default is not None:
         service.stylizer(default)
     demo = build_ui(service, catalog, cache_scope=settings.cache_scope)
+    # Uploads nobody stylizes, and old results, leave the temporary folder; the example
+    # files that building the page put there stay.
+    janitor = Janitor(temp)
+    janitor.protect_present()
+    janitor.start()
     demo.queue(max_size=4 * settings.max_pending + 64, default_concurrency_limit=1)
     if default is not None:
         examples = sorted(EXAMPLES_DIR.glob("*.jpg"))

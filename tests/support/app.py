@@ -48,16 +48,25 @@ def wait_until_up(url: str, proc: subprocess.Popen, log_path: Path, timeout: flo
 
 
 def launch_app(
-    tmp: Path, weights_dir: Path | None, *extra: str, env: dict | None = None, unset: tuple[str, ...] = ()
+    tmp: Path,
+    weights_dir: Path | None,
+    *extra: str,
+    env: dict | None = None,
+    unset: tuple[str, ...] = (),
+    prefix: tuple[str, ...] = (),
+    cache_dir: Path | None = None,
 ):
     """Start `python app.py` as a user would; returns (process, url, log path).
 
     With `weights_dir` the app runs offline on those weights; with None it obtains its
-    weights itself, as on a fresh machine. `unset` drops variables of this environment.
+    weights itself, as on a fresh machine. `unset` drops variables of this environment;
+    `prefix` runs the command through another (a namespace, say); the cache lives in
+    `cache_dir` (default: in `tmp`).
     """
     port = free_port()
     log_path = tmp / f"app-{port}.log"
     command = [
+        *prefix,
         sys.executable,
         str(REPO / "app.py"),
         "--port",
@@ -69,7 +78,7 @@ def launch_app(
     if weights_dir is not None:
         command += ["--weights-dir", str(weights_dir), "--offline"]
     if "--cache-dir" not in extra and "--cache-url" not in extra:
-        command += ["--cache-dir", str(tmp / "cache")]
+        command += ["--cache-dir", str(cache_dir or tmp / "cache")]
     inherited = {key: value for key, value in os.environ.items() if key not in unset}
     full_env = {**inherited, "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
     with open(log_path, "wb") as log:
