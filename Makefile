@@ -21,6 +21,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(VENV)/.runtime: requirements.txt pyproject.toml | $(BIN)/python
+	$(BIN)/python scripts/install_torch.py  # PyTorch's CPU wheels where there is no GPU
 	$(BIN)/python -m pip install -q -r requirements.txt
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .  # the `animegan` command
 	touch $@
