@@ -14,7 +14,13 @@ Read top to bottom like a Gradio demo: the upload component, the handlers
 
 from __future__ import annotations
 
-import argparse
+import sys
+
+from stylize_service import settings as settings_module
+
+if __name__ == "__main__":  # --help and bad flags answer before Gradio and torch are imported
+    SETTINGS = settings_module.app_settings(sys.argv[1:])
+
 import asyncio
 import html
 import logging
@@ -31,7 +37,6 @@ import gradio as gr
 from animegan.errors import AnimeGANError
 from cache_store import KINDS
 from stylize_service import build_service, format_duration
-from stylize_service import settings as settings_module
 from stylize_service.catalog import StyleStatus, style_catalog
 from stylize_service.janitor import Janitor
 from stylize_service.memory import return_large_buffers
@@ -92,34 +97,6 @@ def _user_error(message: str) -> gr.Error:
     """A refusal the visitor reads; the log gets one line, not a traceback."""
     log.info("refused: %s", message)
     return gr.Error(message, print_exception=False)
-
-
-def parse_args(argv: list[str] | None = None) -> settings_module.Settings:
-    parser = argparse.ArgumentParser(description="Photo to anime, with a result cache.")
-    settings_module.add_arguments(
-        parser,
-        [
-            "host",
-            "port",
-            "share",
-            "mcp",
-            "cache_dir",
-            "cache_url",
-            "no_cache",
-            "cache_size",
-            "ttl",
-            "threshold",
-            "cache_scope",
-            "weights_dir",
-            "offline",
-            "download_mirror",
-            "max_side",
-            "precision",
-            "inference_workers",
-            "max_pending",
-        ],
-    )
-    return settings_module.resolve(parser.parse_args(argv))
 
 
 def stats_markdown(service: StylizeService) -> str:
@@ -357,9 +334,9 @@ def build_ui(
     return demo
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, settings: settings_module.Settings | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = parse_args(argv)
+    settings = settings if settings is not None else settings_module.app_settings(argv)
     if settings.mcp and settings.cache_scope == "session":
         raise SystemExit(
             "error: --cache-scope session cannot be combined with --mcp: Gradio's MCP server calls "
@@ -403,4 +380,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(settings=SETTINGS)

@@ -28,7 +28,7 @@ from PIL import ExifTags, Image
 
 from animegan.errors import ImageError
 from animegan.pixels import SWAPPING, Frame, shrunk_to_8bit, upright
-from animegan.safe_decode import decode, drop_large_metadata, is_animated, open_untrusted
+from animegan.safe_decode import BudgetReader, decode, drop_large_metadata, is_animated, open_untrusted
 
 # A 12 MP phone photo must pass; the limit keeps a decoded image near 150 MB of RGB.
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -184,7 +184,7 @@ class _Source:
     """One opened picture on its way to 8-bit pixels: checks, reduced decoding, orientation."""
 
     def __init__(self, src: ImageSource, max_pixels: int, subject: str | None) -> None:
-        self.image, self.subject = _open(src, subject or _UPLOAD)
+        self.image, self.subject, self.reader = _open(src, subject or _UPLOAD)
         self.owned = self.image is not src  # the caller's PIL image must not be drafted or closed
         self.stored_size = self.image.size
         self.orientation = 1
@@ -229,7 +229,7 @@ class _Source:
         frame = frame.reduced(factor).turned(self.orientation, shrunk.size)
         swapped = self.orientation in SWAPPING
         self.info["size"] = self.stored_size[::-1] if swapped else self.stored_size
-        self.info["animated"] = self.owned and is_animated(self.image)
+        self.info["animated"] = self.owned and is_animated(self.image, self.reader)
         return upright(shrunk, self.orientation), frame
 
 
@@ -238,12 +238,13 @@ def _whole_factor(size: tuple[int, int], target: tuple[int, int], gap: float) ->
     return max(1, int(min(size[0] / target[0], size[1] / target[1]) / gap))
 
 
-def _open(src: ImageSource, named: str) -> tuple[Image.Image, str]:
-    """The image (not decoded yet) and how messages name it (bytes as `named`)."""
+def _open(src: ImageSource, named: str) -> tuple[Image.Image, str, BudgetReader | None]:
+    """The image (not decoded yet), how messages name it (bytes as `named`), and the
+    reader that bounds its decoding time (None for pictures already in memory)."""
     if isinstance(src, Image.Image):
-        return src, "The image"
+        return src, "The image", None
     if isinstance(src, np.ndarray):
-        return _from_array(src), "The image array"
+        return _from_array(src), "The image array", None
     if isinstance(src, (bytes, bytearray, memoryview)):
         data = bytes(src)
         if not data:
@@ -251,7 +252,8 @@ def _open(src: ImageSource, named: str) -> tuple[Image.Image, str]:
                 f"{named} is empty (0 bytes); please choose a photo and try again.",
                 "empty",
             )
-        return open_untrusted(data, named), named
+        image, reader = open_untrusted(data, named)
+        return image, named, reader
     if isinstance(src, (str, Path)):
         path = Path(src)
         subject = f"The file {path.name}"
@@ -268,7 +270,8 @@ def _open(src: ImageSource, named: str) -> tuple[Image.Image, str]:
             raise _unreadable(path, exc) from exc
         if not data:
             raise ImageError(f"{subject} is empty (0 bytes).", "empty")
-        return open_untrusted(data, subject), subject
+        image, reader = open_untrusted(data, subject)
+        return image, subject, reader
     raise TypeError(f"unsupported image source type: {type(src).__name__}")
 
 

@@ -51,9 +51,7 @@ def main() -> int:
         print(f"PyTorch's CPU index ({INDEX}) cannot be reached: {requirement} comes from the default index")
         return 0
     print(f"installing {requirement} (CPU build) from {INDEX}")
-    return subprocess.call(
-        [sys.executable, "-m", "pip", "install", "-q", "--index-url", INDEX, requirement]
-    )
+    return subprocess.call([sys.executable, "-m", "pip", "install", "-q", "--index-url", INDEX, requirement])
 
 
 if __name__ == "__main__":

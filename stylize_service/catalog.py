@@ -2,8 +2,9 @@
 
 At start the app asks once: a style whose weights are missing is downloaded (or built
 from its pinned public source) when the machine is online, through the download mirror
-if one is set; otherwise it is listed as unavailable with the engine's own message
-(which names the file and where to put it).
+if one is set; otherwise it is unavailable, and `note` keeps the engine's own message
+(which names the file, the folders searched and where to download it) for the operator:
+the log and the CLI show it, never the public page.
 """
 
 from __future__ import annotations
@@ -27,15 +28,17 @@ class StyleStatus:
 
 
 def style_catalog(
-    weights_dir: Path | None, *, download: bool, mirror: str | None = None
+    weights_dir: Path | None, *, download: bool, mirror: str | None = None, log_missing: bool = True
 ) -> list[StyleStatus]:
-    """Every registered style, in registry order, with whether it can run now."""
+    """Every registered style, in registry order, with whether it can run now; a missing
+    style's reason is logged (unless `log_missing` is False: the caller shows it)."""
     statuses = []
     for style in STYLES.values():
         try:
             ensure_weights(style, weights_dir, allow_download=download, mirror=mirror)
             statuses.append(StyleStatus(style, True))
         except WeightsError as exc:
-            log.warning("style %s unavailable: %s", style.name, exc)
+            if log_missing:
+                log.warning("style %s is not installed: %s", style.name, exc)
             statuses.append(StyleStatus(style, False, str(exc)))
     return statuses

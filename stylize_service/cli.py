@@ -117,12 +117,11 @@ def write_output(target: Path, png: bytes) -> None:
 def list_styles(settings: settings_module.Settings) -> int:
     from .catalog import style_catalog
 
-    for status in style_catalog(settings.weights_dir, download=False):
+    for status in style_catalog(settings.weights_dir, download=False, log_missing=False):
         mark = "available" if status.available else "missing"
         print(f"{status.style.name:20} {mark:10} {status.style.label} ({status.style.license})")
-        print(f"{'':20} weights {status.style.origin}")
-        if status.note:
-            print(f"{'':20} {status.note}")
+        # an installed style: where its weights came from; a missing one: why, and where to get them
+        print(f"{'':20} {status.note or 'weights ' + status.style.origin}")
     return 0
 
 

@@ -17,6 +17,11 @@ from typing import Any
 from animegan.precision_choices import PRECISIONS
 
 DEFAULT_CACHE_DIR = Path(".cache") / "results"
+#: The defaults that live with the code that uses them (cache_store.DEFAULT_THRESHOLD,
+#: animegan.intake.DEFAULT_MAX_SIDE), repeated here so that `--help` can show them without
+#: importing those packages; tests/app/test_cli.py checks that they agree.
+DEFAULT_THRESHOLD = 8
+DEFAULT_MAX_SIDE = 768
 
 
 def _bool(text: str) -> bool:
@@ -59,12 +64,12 @@ class Settings:
     no_cache: bool = False
     cache_size: int = 1 << 30
     ttl: float = 7 * 24 * 3600.0
-    threshold: int | None = None
+    threshold: int = DEFAULT_THRESHOLD
     cache_scope: str = "global"
     weights_dir: Path | None = None
     offline: bool = False
     download_mirror: str | None = None
-    max_side: int | None = None
+    max_side: int = DEFAULT_MAX_SIDE
     precision: str = "auto"
     inference_workers: int = 1
     max_pending: int = 24
@@ -72,20 +77,24 @@ class Settings:
 
 # flag -> (environment variable, parser, help). The dest of each flag is a Settings field.
 _OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
-    "host": ("ANIMEGAN_HOST", str, "interface to listen on (default 127.0.0.1)"),
-    "port": ("ANIMEGAN_PORT", int, "port to listen on (default 7860)"),
+    "host": ("ANIMEGAN_HOST", str, "interface to listen on"),
+    "port": ("ANIMEGAN_PORT", int, "port to listen on"),
     "share": ("ANIMEGAN_SHARE", _bool, "also open a public *.gradio.live link"),
     "mcp": ("ANIMEGAN_MCP", _bool, "serve Gradio's MCP server at /gradio_api/mcp/"),
-    "cache_dir": ("ANIMEGAN_CACHE_DIR", Path, "result cache directory (default .cache/results)"),
+    "cache_dir": ("ANIMEGAN_CACHE_DIR", Path, "result cache directory"),
     "cache_url": ("ANIMEGAN_CACHE_URL", str, "shared cache server, e.g. redis://host:6379/0"),
     "no_cache": ("ANIMEGAN_NO_CACHE", _bool, "run without the result cache"),
-    "cache_size": ("ANIMEGAN_CACHE_SIZE", _size, "cache byte budget, e.g. 1GB (default)"),
-    "ttl": ("ANIMEGAN_TTL", float, "seconds a cached result lives (default 7 days; 0 = keep)"),
-    "threshold": ("ANIMEGAN_THRESHOLD", int, "fuzzy-tier pHash distance in bits (0 = exact only)"),
+    "cache_size": ("ANIMEGAN_CACHE_SIZE", _size, "cache byte budget, e.g. 512MB or 2GB"),
+    "ttl": ("ANIMEGAN_TTL", float, "seconds a cached result lives (0 = until evicted)"),
+    "threshold": (
+        "ANIMEGAN_THRESHOLD",
+        int,
+        "near-duplicate tier: pHash distance in bits (0 = exact hits only)",
+    ),
     "cache_scope": (
         "ANIMEGAN_CACHE_SCOPE",
         str,
-        "global (default): results shared by all visitors; session: per visitor",
+        "global: results shared by all visitors; session: per visitor",
     ),
     "weights_dir": ("ANIMEGAN_WEIGHTS_DIR", Path, "directory holding the generator weights"),
     "offline": ("ANIMEGAN_OFFLINE", _bool, "never download missing weights"),
@@ -105,16 +114,62 @@ _CHOICES = {"precision": list(PRECISIONS), "cache_scope": ["global", "session"]}
 _BOOL_FLAGS = {"share", "mcp", "no_cache", "offline"}
 
 
+#: The flags of `app.py`, in the order `--help` lists them.
+APP_FLAGS = [
+    "host",
+    "port",
+    "share",
+    "mcp",
+    "cache_dir",
+    "cache_url",
+    "no_cache",
+    "cache_size",
+    "ttl",
+    "threshold",
+    "cache_scope",
+    "weights_dir",
+    "offline",
+    "download_mirror",
+    "max_side",
+    "precision",
+    "inference_workers",
+    "max_pending",
+]
+
+
 def add_arguments(parser: argparse.ArgumentParser, names: list[str]) -> None:
-    """Add the flags `names` (Settings fields) to `parser`; unset flags stay None."""
+    """Add the flags `names` (Settings fields) to `parser`, each help naming its environment
+    variable and default; unset flags stay None."""
+    defaults = {field.name: field.default for field in fields(Settings)}
     for name in names:
         env, parse, help_text = _OPTIONS[name]
         flag = "--" + name.replace("_", "-")
         if name in _BOOL_FLAGS:
             parser.add_argument(flag, action="store_true", default=None, help=f"{help_text} [{env}]")
         else:
-            choices = _CHOICES.get(name)
-            parser.add_argument(flag, type=parse, default=None, choices=choices, help=f"{help_text} [{env}]")
+            default = defaults.get(name)
+            shown = f"; default {_shown(name, default)}" if default is not None else ""
+            parser.add_argument(
+                flag, type=parse, default=None, choices=_CHOICES.get(name), help=f"{help_text} [{env}{shown}]"
+            )
+
+
+def app_settings(argv: list[str] | None = None) -> Settings:
+    """`app.py`'s settings from its command line (`--help` answers here, before any heavy import)."""
+    parser = argparse.ArgumentParser(
+        prog="app.py",
+        description="Photo to anime (AnimeGANv2), with a result cache: a Gradio app.",
+    )
+    add_arguments(parser, APP_FLAGS)
+    return resolve(parser.parse_args(argv))
+
+
+def _shown(name: str, value: object) -> str:
+    if name == "cache_size" and isinstance(value, int):
+        return f"{value >> 20} MB" if value < 1 << 30 else f"{value / 2**30:g} GB"
+    if name == "ttl" and isinstance(value, float):
+        return f"{value / 86400:g} days" if value >= 86400 else f"{value:g} s"
+    return str(value)
 
 
 def resolve(args: argparse.Namespace | None = None, environ: dict[str, str] | None = None) -> Settings:

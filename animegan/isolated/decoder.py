@@ -39,7 +39,7 @@ DEFAULT_WORKERS = 2
 DEFAULT_WORKER_MEMORY = 256 << 20
 #: CPU seconds a job may use beyond the in-worker decode budget (`safe_decode`, which
 #: stops most costly files itself with a precise message): starting up, copying pixels.
-JOB_OVERHEAD_CPU_S = 0.5
+JOB_OVERHEAD_CPU_S = 0.3
 #: Wall seconds a job may take, however busy the machine: a last resort, since a stuck
 #: decoder burns CPU and the CPU budget stops it first.
 JOB_DEADLINE_S = 30.0

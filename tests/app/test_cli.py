@@ -60,6 +60,9 @@ def test_list_styles_and_unknown_style(tmp_path, weights_dir, photo_paths):
     hayao = next(line for line in listing.stdout.splitlines() if line.startswith("hayao"))
     assert "available" in hayao
     assert "missing" in next(line for line in listing.stdout.splitlines() if line.startswith("paprika"))
+    said = listing.stdout + listing.stderr
+    assert said.count("for style 'paprika' was not found") == 1, said  # each missing style's reason once
+    assert said.count("weights/paprika.pt") == 1, said  # and its download link once
 
     unknown = run_cli(
         str(photo_paths[0]),
@@ -146,3 +149,27 @@ def test_the_cli_downloads_through_the_mirror_unless_offline(tmp_path, weights_d
         assert mirror.requests == ["/paprika.pt"]
     assert (tmp_path / "xdg" / "animegan" / "paprika.pt").is_file()
     assert (tmp_path / "b" / f"{unseen_photos[0].stem}_paprika.png").is_file()
+
+
+def test_help_answers_before_the_heavy_imports_and_shows_the_defaults(tmp_path):
+    """`app.py --help` reads the flags before Gradio and torch are imported."""
+    shown = subprocess.run(
+        [sys.executable, "-X", "importtime", str(REPO / "app.py"), "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
+    assert shown.returncode == 0, shown.stderr
+    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in shown.stderr.splitlines()}
+    assert not imported & {"gradio", "torch"}, sorted(imported & {"gradio", "torch"})
+    assert "default 768" in shown.stdout and "default 8" in shown.stdout  # max side, threshold
+
+
+def test_the_defaults_shown_are_the_ones_the_code_uses():
+    from animegan.intake import DEFAULT_MAX_SIDE
+    from cache_store import DEFAULT_THRESHOLD
+    from stylize_service import settings
+
+    assert (settings.DEFAULT_MAX_SIDE, settings.DEFAULT_THRESHOLD) == (DEFAULT_MAX_SIDE, DEFAULT_THRESHOLD)
