@@ -23,10 +23,12 @@ if __name__ == "__main__":  # --help and bad flags answer before Gradio and torc
 
 import asyncio
 import html
+import json
 import logging
 import os
 import signal
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -35,6 +37,7 @@ from pathlib import Path
 import gradio as gr
 
 from animegan.errors import AnimeGANError
+from animegan.formats import HEAD_BYTES, is_photo, sniff
 from cache_store import KINDS
 from stylize_service import build_service, format_duration
 from stylize_service.catalog import StyleStatus, style_catalog
@@ -52,9 +55,12 @@ EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 
 CSS = """
 #badge input, #badge textarea { font-weight: 600; font-size: 1.05rem; text-align: center; }
-.style-note { font-size: 0.9rem; opacity: 0.85; }
+.style-note, .badge-help { font-size: 0.85rem; opacity: 0.85; }
+.badge-help p { margin: 0; }
 footer { display: none !important; }
 """
+#: The cache panel is recomputed at most this often, however many pages ask for it.
+PANEL_TTL_S = 2.0
 
 
 class UploadedImage(gr.Image):
@@ -100,37 +106,44 @@ def _user_error(message: str) -> gr.Error:
 
 
 def stats_markdown(service: StylizeService) -> str:
-    """The cache panel: hit rate, size, and per kind of outcome its count and latency."""
+    """The cache panel: hit rate, size, and per kind of outcome its count and latency (from
+    the request's arrival, as the badge counts it), as short lines that wrap on a phone."""
     cache = service.cache
     if cache is None:
         return "**Cache off**: every request runs the model."
     stats = cache.stats()
     lines = []
     if not stats.healthy:
-        lines.append(f"**Cache unavailable**: {cache.status_message} Requests still work, uncached.\n")
-    lines += [
-        f"**Hit rate** {stats.hit_rate * 100:.1f} % of {stats.lookups} look-ups · "
-        f"**{stats.entries}** results · **{stats.bytes / 2**20:.1f} MB** · "
-        f"waiting for the model: {service.pending}",
-        "",
-        "| kind | count | mean | p95 |",
-        "|---|---:|---:|---:|",
-    ]
+        lines.append("**Cache unavailable**: requests still work, uncached.\n")
+    lines.append(
+        f"**{stats.hit_rate * 100:.0f} %** of {stats.lookups} requests answered from the cache · "
+        f"**{stats.entries}** results stored ({stats.bytes / 2**20:.0f} MB) · "
+        f"{service.pending} waiting for the model"
+    )
+    lines.append("")
     for kind in KINDS:
         mean, p95 = stats.mean_ms.get(kind), stats.p95_ms.get(kind)
-        lines.append(
-            f"| {KIND_LABELS[kind]} | {stats.count(kind)} | {format_duration(mean) if mean else '–'} "
-            f"| {format_duration(p95) if p95 else '–'} |"
-        )
+        timing = f" · mean {format_duration(mean)} · p95 {format_duration(p95)}" if mean and p95 else ""
+        lines.append(f"- {KIND_LABELS[kind]}: **{stats.count(kind)}**{timing}")
     return "\n".join(lines)
 
 
-def style_markdown(status: StyleStatus) -> str:
+def style_note(status: StyleStatus) -> str:
     style = status.style
     return (
-        f'<div class="style-note"><b>{html.escape(style.label)}</b>: {html.escape(style.description)}<br>'
+        f'<div class="style-note"><b>{html.escape(style.label)}</b>: {html.escape(style.description)} '
         f"Weights license: {html.escape(style.license)}.</div>"
     )
+
+
+#: Under the badge: what each kind of answer means.
+BADGE_HELP = (
+    "**exact hit**: this very photo was stylized before · **near-duplicate**: the same photo "
+    "re-saved (another size, quality or format), checked region by region before it is served; "
+    "*distance* = bits that differ of the 64 in its perceptual hash · **generated**: the model ran "
+    "· **waited**: an identical request was already running. Times count from your request's arrival."
+)
+BADGE_EMPTY = "Pick an example or upload a photo, then press Stylize."
 
 
 class StylizeHandlers:
@@ -153,6 +166,8 @@ class StylizeHandlers:
             max_workers=32, thread_name_prefix="lookup"
         )  # the decoders' slots are the gate
         self.inference = ThreadPoolExecutor(max_workers=service.max_pending + 2, thread_name_prefix="miss")
+        self._panel_lock = threading.Lock()
+        self._panel: tuple[float, str] = (-PANEL_TTL_S, "")
 
     async def stylize(
         self,
@@ -174,14 +189,31 @@ class StylizeHandlers:
         """Stylize a photo with the model even if it is cached, and refresh the cache."""
         return await self._run(image, style, False, progress, request)
 
-    def describe_style(self, name: str) -> str:
-        return style_markdown(self.by_name[name]) if name in self.by_name else ""
-
-    def before_after(self, before: str, after: str) -> tuple[str, str]:
-        return before, after
-
     def cache_panel(self) -> str:
-        return stats_markdown(self.service)
+        """The panel's text, computed at most every `PANEL_TTL_S` however often it is asked."""
+        now = time.monotonic()
+        with self._panel_lock:
+            if now - self._panel[0] > PANEL_TTL_S:
+                self._panel = (now, stats_markdown(self.service))
+            return self._panel[1]
+
+    def check_upload(self, image: str | None) -> str | None:
+        """Right after an upload: a file that is not a photo is cleared with a message,
+        before anyone presses Stylize (its first bytes are read, nothing is decoded)."""
+        if not image:
+            return image
+        try:
+            with open(image, "rb") as handle:
+                head = handle.read(HEAD_BYTES)
+        except OSError:
+            return None
+        if not is_photo(sniff(head)):
+            gr.Warning(
+                "That file is not a photo this app can read: use a JPEG, PNG, WebP, HEIC, AVIF, "
+                "GIF, BMP or TIFF file."
+            )
+            return None
+        return image
 
     async def _run(
         self, image: str | None, style: str, use_cache: bool, progress: gr.Progress, request: gr.Request
@@ -244,74 +276,85 @@ def build_ui(
     handlers = StylizeHandlers(service, catalog, cache_scope=cache_scope)
     available = [s for s in catalog if s.available]
     missing = [s for s in catalog if not s.available]
+    notes = {s.style.name: style_note(s) for s in available}
 
     with gr.Blocks(title="Photo to anime", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(
             "# Photo → anime\n"
-            "Turn a photo into an anime-style picture with AnimeGANv2. "
-            "Photos stylized before come back from the cache in milliseconds, "
-            "also when re-saved as another JPEG quality, size or format."
+            "**Pick an example or upload a photo, choose a style, press Stylize.** "
+            "A photo stylized before comes back from the cache in milliseconds, also re-saved "
+            "as another JPEG quality, size or format."
         )
         if not available:
-            gr.Markdown(
-                "## No style is available\nThis server found no generator weights. "
-                + " ".join(f"{s.note}" for s in missing[:1])
-            )
+            gr.Markdown("## No style is installed on this server yet\nPlease come back later.")
         with gr.Row(equal_height=False):
-            with gr.Column(scale=1):
+            with gr.Column(scale=1, min_width=320):
                 image = UploadedImage(
                     label="Photo",
                     type="filepath",
                     image_mode=None,
                     sources=["upload", "webcam", "clipboard"],
-                    height=420,
+                    height=340,
                 )
+                example_slot = gr.Column()
                 choices = [(s.style.label, s.style.name) for s in available]
-                style = gr.Radio(
-                    choices=choices,
-                    value=choices[0][1] if choices else None,
-                    label="Style",
-                )
-                note = gr.HTML(style_markdown(available[0]) if available else "")
+                style = gr.Radio(choices=choices, value=choices[0][1] if choices else None, label="Style")
+                note = gr.HTML(notes[choices[0][1]] if choices else "")
                 with gr.Row():
                     go = gr.Button("Stylize", variant="primary", interactive=bool(available), scale=2)
                     again = gr.Button(
                         "Regenerate (skip cache)", variant="secondary", interactive=bool(available), scale=1
                     )
                 if missing:
-                    with gr.Accordion("Styles not installed", open=False):
-                        gr.Markdown("\n".join(f"- **{s.style.label}**: {s.note}" for s in missing))
-            with gr.Column(scale=1):
+                    gr.Markdown(
+                        "Not installed on this server: " + ", ".join(s.style.label for s in missing) + ".",
+                        elem_classes="style-note",
+                    )
+            with gr.Column(scale=1, min_width=320):
+                badge = gr.Textbox(
+                    label="Result", value=BADGE_EMPTY, interactive=False, elem_id="badge", max_lines=2
+                )
+                gr.Markdown(BADGE_HELP, elem_classes="badge-help")
                 with gr.Tabs():
-                    with gr.Tab("Result"):
+                    with gr.Tab("Anime"):
                         output = gr.Image(
                             label="Anime",
                             type="filepath",
                             format="png",
                             interactive=False,
                             buttons=["download", "fullscreen"],
-                            height=420,
+                            height=400,
                         )
                     with gr.Tab("Before / after"):
                         slider = gr.ImageSlider(
-                            label="Before / after", type="filepath", interactive=False, height=420
+                            label="Before / after", type="filepath", interactive=False, height=400
                         )
-                badge = gr.Textbox(label="Cache", interactive=False, elem_id="badge", max_lines=1)
                 with gr.Accordion("Details (cache_info)", open=False):
                     info = gr.JSON(label="cache_info")
+        with gr.Accordion("Cache statistics", open=False):
+            panel = gr.Markdown()
+
         examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.jpg"))
         if examples and available:
-            gr.Examples(
-                examples=examples,
-                inputs=image,
-                label="Examples (public domain / CC0, see examples/ATTRIBUTION.md)",
-            )
-        with gr.Accordion("Cache", open=True):
-            panel = gr.Markdown(handlers.cache_panel())
+            with example_slot:  # under the upload: on screen without scrolling
+                gr.Examples(
+                    examples=[[path, choices[0][1]] for path in examples],
+                    inputs=[image, style],
+                    outputs=[output, badge, info],
+                    fn=handlers.stylize,
+                    run_on_click=True,  # cached at start (the warm-up): a click shows the result
+                    cache_examples=False,
+                    visible_columns=[0],
+                    examples_per_page=8,
+                    label="Examples: click one (public domain / CC0, see examples/ATTRIBUTION.md)",
+                    api_visibility="private",
+                )
 
-        # Events. Only /stylize and /regenerate are API endpoints; the rest keep the page in step.
-        style.change(
-            fn=handlers.describe_style, inputs=style, outputs=note, api_visibility="private", queue=False
+        # Events. Only /stylize and /regenerate are API endpoints; what only keeps the page in
+        # step runs in the browser (style notes, the before/after pair) or is private.
+        style.change(fn=None, inputs=style, outputs=note, js=f"(name) => ({json.dumps(notes)})[name] || ''")
+        image.upload(
+            fn=handlers.check_upload, inputs=image, outputs=image, api_visibility="private", queue=False
         )
         for button, handler, api_name in [
             (go, handlers.stylize, "stylize"),
@@ -323,14 +366,13 @@ def build_ui(
                 outputs=[output, badge, info],
                 api_name=api_name,
                 concurrency_limit=None,  # hits must not queue: the service bounds the model's work
-            ).success(
-                fn=handlers.before_after,
-                inputs=[image, output],
-                outputs=slider,
-                api_visibility="private",
-                queue=False,
-            ).then(fn=handlers.cache_panel, outputs=panel, api_visibility="private", queue=False)
-        gr.Timer(5).tick(fn=handlers.cache_panel, outputs=panel, api_visibility="private", queue=False)
+            )
+        output.change(
+            fn=None, inputs=[image, output], outputs=slider, js="(before, after) => [[before, after]]"
+        )
+        info.change(fn=handlers.cache_panel, outputs=panel, api_visibility="private", queue=False)
+        demo.load(fn=handlers.cache_panel, outputs=panel, api_visibility="private", queue=False)
+        gr.Timer(10).tick(fn=handlers.cache_panel, outputs=panel, api_visibility="private", queue=False)
     return demo
 
 
