@@ -61,6 +61,13 @@ footer { display: none !important; }
 """
 #: The cache panel is recomputed at most this often, however many pages ask for it.
 PANEL_TTL_S = 2.0
+#: On a phone the result column is below the buttons: bring the badge (and the progress
+#: under it) into view when a request starts and when its answer arrives.
+SHOW_BADGE_JS = """() => {
+  if (window.innerWidth < 768) {
+    document.getElementById('badge')?.scrollIntoView({behavior: 'smooth', block: 'start'});
+  }
+}"""
 
 
 class UploadedImage(gr.Image):
@@ -367,6 +374,8 @@ def build_ui(
                 api_name=api_name,
                 concurrency_limit=None,  # hits must not queue: the service bounds the model's work
             )
+            button.click(fn=None, js=SHOW_BADGE_JS)
+        badge.change(fn=None, js=SHOW_BADGE_JS)
         output.change(
             fn=None, inputs=[image, output], outputs=slider, js="(before, after) => [[before, after]]"
         )
