@@ -107,3 +107,28 @@ def photos_dir(photo_set: PhotoSet) -> Path:
 @pytest.fixture(scope="session")
 def photo_paths(photo_set: PhotoSet) -> list[Path]:
     return photo_set.paths
+
+
+#: What some tests need beyond `make test`'s own installs, and how they are named in skips.
+PREREQUISITES = {
+    "redis-server": ("redis-server is not installed", "apt-get install redis-server"),
+    "chromium": ("chromium is not installed", "apt-get install chromium"),
+}
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """End every run with the prerequisites: found, or missing and how many tests skipped."""
+    import shutil
+
+    skipped = terminalreporter.stats.get("skipped", [])
+    lines = []
+    for program, (reason, install) in PREREQUISITES.items():
+        where = shutil.which(program)
+        count = sum(1 for report in skipped if reason in str(report.longrepr))
+        if where:
+            lines.append(f"{program}: found ({where})")
+        else:
+            lines.append(f"{program}: MISSING, {count} tests skipped ({install})")
+    terminalreporter.write_sep("-", "prerequisites")
+    for line in lines:
+        terminalreporter.write_line(line)
