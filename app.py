@@ -388,11 +388,6 @@ def build_ui(
 def main(argv: list[str] | None = None, settings: settings_module.Settings | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = settings if settings is not None else settings_module.app_settings(argv)
-    if settings.mcp and settings.cache_scope == "session":
-        raise SystemExit(
-            "error: --cache-scope session cannot be combined with --mcp: Gradio's MCP server calls "
-            "the app with one shared session, so every MCP client would share one scope."
-        )
     return_large_buffers()  # decoded uploads must not ratchet the process's memory up
     # Gradio keeps uploads in GRADIO_TEMP_DIR and deletes only its own run's files, at a clean
     # exit: give this process a folder of its own there, which the next start sweeps if we crash.

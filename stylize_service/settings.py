@@ -161,7 +161,13 @@ def app_settings(argv: list[str] | None = None) -> Settings:
         description="Photo to anime (AnimeGANv2), with a result cache: a Gradio app.",
     )
     add_arguments(parser, APP_FLAGS)
-    return resolve(parser.parse_args(argv))
+    settings = resolve(parser.parse_args(argv))
+    if settings.mcp and settings.cache_scope == "session":
+        parser.error(
+            "--cache-scope session cannot be combined with --mcp: Gradio's MCP server calls the "
+            "app with one shared session, so every MCP client would share one scope"
+        )
+    return settings
 
 
 def _shown(name: str, value: object) -> str:

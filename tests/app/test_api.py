@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
@@ -92,3 +94,31 @@ def test_a_photo_given_as_a_link_is_refused_without_fetching_it(client, unseen_p
     assert "link" in str(error.value).lower()
     _, _, info = call(client, unseen_photos[0])  # the same photo uploaded as a file works
     assert info["kind"] in ("miss", "exact")
+
+
+def test_a_refusal_logs_one_line_not_a_traceback(client, running_app_process, tmp_path):
+    _, log_path = running_app_process
+    text = tmp_path / "notes.jpg"
+    text.write_bytes(b"just some text, named like a photo\n" * 10)
+    for _ in range(3):
+        with pytest.raises(AppError) as error:
+            call(client, text)
+        assert "not an image" in str(error.value)
+    log = wait_for_log(log_path, "refused: The uploaded file is not an image")
+    assert log.count("refused: The uploaded file is not an image") >= 3
+    assert "Traceback" not in log
+
+
+def test_an_api_path_that_is_not_a_file_is_refused(running_app_process):
+    """A raw API call may name a folder (Gradio's own upload folder, say) as the photo."""
+    import httpx
+
+    url, log_path = running_app_process
+    with httpx.Client(timeout=30) as http:
+        uploaded = http.post(f"{url}/gradio_api/upload", files={"files": ("a.jpg", EXAMPLES[0].read_bytes())})
+        upload_folder = Path(uploaded.json()[0]).parent.parent  # the folder Gradio puts uploads in
+        folder = {"path": str(upload_folder), "meta": {"_type": "gradio.FileData"}}
+        event = http.post(f"{url}/gradio_api/call/stylize", json={"data": [folder, "hayao"]}).json()
+        stream = http.get(f"{url}/gradio_api/call/stylize/{event['event_id']}").text
+    assert "event: error" in stream and "not an uploaded file" in stream
+    assert "Traceback" not in log_path.read_text(errors="replace")

@@ -173,3 +173,16 @@ def test_the_defaults_shown_are_the_ones_the_code_uses():
     from stylize_service import settings
 
     assert (settings.DEFAULT_MAX_SIDE, settings.DEFAULT_THRESHOLD) == (DEFAULT_MAX_SIDE, DEFAULT_THRESHOLD)
+
+
+def test_session_scope_refuses_to_start_with_mcp(tmp_path):
+    """Gradio's MCP server calls the app with one session for all MCP clients."""
+    started = subprocess.run(
+        [sys.executable, str(REPO / "app.py"), "--mcp", "--cache-scope", "session"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
+    assert started.returncode == 2 and "--mcp" in started.stderr and "Traceback" not in started.stderr

@@ -195,3 +195,38 @@ def test_the_same_pixels_in_another_file_are_an_exact_hit(service, photo_paths):
     notes.add_text("Comment", "saved again by another app")
     again = service.stylize(reencode_image(picture, "PNG", compress_level=9, pnginfo=notes), "hayao")
     assert (again.kind, again.distance) == ("exact", 0) and again.png == first.png
+
+
+def test_a_small_copy_stylized_first_is_not_enlarged_for_the_full_photo(service, photo_paths):
+    """A 0.45x JPEG q35 of the photo is stylized first; the full-size photo must not get
+    that small output enlarged (blurred far below a re-encode): it is a miss, stored anew,
+    and from then on the full photo's entry serves both."""
+    original = Image.open(photo_paths[-2]).convert("RGB")
+    original.thumbnail((2 * TEST_MAX_SIDE, 2 * TEST_MAX_SIDE))  # the copy fits below the model's side
+    small = original.resize((round(original.width * 0.45), round(original.height * 0.45)))
+    full = reencode_image(original, "JPEG", quality=92)
+    assert max(small.size) < 0.9 * TEST_MAX_SIDE <= max(original.size)  # the case: a smaller output
+    assert service.stylize(reencode_image(small, "JPEG", quality=35), "hayao").kind == "miss"
+    assert service.stylize(full, "hayao").kind == "miss"
+    again = service.stylize(reencode_image(original, "WEBP", quality=80), "hayao")
+    assert again.kind == "fuzzy" and max(decode(again.png).size) == TEST_MAX_SIDE
+
+
+def test_one_client_cannot_hold_more_than_its_share(service):
+    from stylize_service.service import Client, ClientLimitError
+
+    tab = Client(session="tab-1", address="192.0.2.7")
+    holds = [service.admitted(tab) for _ in range(service.in_flight.caps["session"])]
+    for hold in holds:
+        hold.__enter__()
+    try:
+        with pytest.raises(ClientLimitError) as refused, service.admitted(tab):
+            pass
+        assert "already have" in str(refused.value)
+        with service.admitted(Client(session="tab-2", address="198.51.100.1")):
+            pass  # everyone else still gets in
+    finally:
+        for hold in holds:
+            hold.__exit__(None, None, None)
+    with service.admitted(tab):
+        pass
