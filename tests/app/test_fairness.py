@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -82,18 +83,20 @@ def test_a_waiting_caller_is_told_how_many_are_ahead():
 
 def test_in_flight_caps_per_session_and_per_address():
     limits = InFlight({"session": 2, "address": 3})
-    with limits.hold([("session", "s1"), ("address", "10.0.0.1")]):
-        with limits.hold([("session", "s1"), ("address", "10.0.0.1")]):
-            with pytest.raises(ClientBusyError) as full:
-                with limits.hold([("session", "s1"), ("address", "10.0.0.1")]):
-                    pass
-            assert str(full.value) == "session"
-            with limits.hold([("session", "s2"), ("address", "10.0.0.1")]):  # another tab: its own cap
-                with pytest.raises(ClientBusyError) as crowded:
-                    with limits.hold([("session", "s3"), ("address", "10.0.0.1")]):
-                        pass
-                assert str(crowded.value) == "address"
-            with limits.hold([("session", "s4"), ("address", "10.0.0.2")]):  # someone else
-                pass
-    with limits.hold([("session", "s1"), ("address", "10.0.0.1")]):  # all released
+
+    def request(session: str, address: str):
+        return limits.hold([("session", session), ("address", address)])
+
+    with contextlib.ExitStack() as held:
+        held.enter_context(request("s1", "10.0.0.1"))
+        held.enter_context(request("s1", "10.0.0.1"))
+        with pytest.raises(ClientBusyError) as full:
+            held.enter_context(request("s1", "10.0.0.1"))
+        assert str(full.value) == "session"
+        held.enter_context(request("s2", "10.0.0.1"))  # another tab has a cap of its own ...
+        with pytest.raises(ClientBusyError) as crowded:
+            held.enter_context(request("s3", "10.0.0.1"))  # ... but the address is full now
+        assert str(crowded.value) == "address"
+        held.enter_context(request("s4", "10.0.0.2"))  # someone else gets in
+    with request("s1", "10.0.0.1"):  # all released
         pass
