@@ -27,7 +27,7 @@ from animegan.isolated import jobs
 from animegan.isolated.protocol import Message, ProtocolError, receive, send
 
 #: Niceness added to the worker: the server's own work (hits, the model) comes first.
-NICE = 5
+NICE = 0
 #: Largest request the worker reads: the upload cap plus room for the header.
 MAX_REQUEST_BYTES = 300 << 20
 
