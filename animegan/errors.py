@@ -21,6 +21,25 @@ ImageErrorReason = Literal[
     "unsupported",
 ]
 
+VideoErrorReason = Literal[
+    "empty",
+    "not_video",
+    "still_image",
+    "unsupported",
+    "no_video",
+    "too_large",
+    "too_small",
+    "bad_aspect",
+    "too_long",
+    "too_many_frames",
+    "frame_rate",
+    "too_many_streams",
+    "too_complex",
+    "truncated",
+    "damaged",
+    "audio",
+]
+
 
 class AnimeGANError(Exception):
     """Base class; the message is meant for the end user."""
@@ -32,6 +51,21 @@ class ImageError(AnimeGANError):
     def __init__(self, message: str, reason: ImageErrorReason) -> None:
         super().__init__(message)
         self.reason: ImageErrorReason = reason
+
+    def __reduce__(self) -> tuple[type[ImageError], tuple[str, ImageErrorReason]]:
+        # Decoding runs in worker processes; the error must cross back with its reason.
+        return type(self), (str(self), self.reason)
+
+
+class VideoError(AnimeGANError):
+    """The input is not a usable clip, or breaks a limit; ``reason`` says which."""
+
+    def __init__(self, message: str, reason: VideoErrorReason) -> None:
+        super().__init__(message)
+        self.reason: VideoErrorReason = reason
+
+    def __reduce__(self) -> tuple[type[VideoError], tuple[str, VideoErrorReason]]:
+        return type(self), (str(self), self.reason)
 
 
 class UnknownStyleError(AnimeGANError):
