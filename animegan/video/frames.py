@@ -61,8 +61,9 @@ VIDEO_CODECS = ("h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "mjpeg", "prores")
 #: Where transparent pixels of an animated image are shown: a plain page's white.
 BACKGROUND = (255, 255, 255)
 #: Matroska has no index to check up front: frames ending this much short of the declared
-#: duration mean the file was cut (containers round their duration; audio may run longer).
-TRUNCATED_SHORTFALL = (0.1, Fraction(1))  # a share of the duration, and at least this many seconds
+#: duration mean the file was cut. Generous, because the duration is the longest track's
+#: (sound may run on a little) and a refusal comes after every frame was read.
+TRUNCATED_SHORTFALL = (0.25, Fraction(1))  # a share of the duration, and at least this many seconds
 
 # EXIF-style orientation for each display rotation (degrees counterclockwise).
 _ORIENTATION = {0: 1, 90: 8, 180: 3, 270: 6}

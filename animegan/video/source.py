@@ -127,7 +127,11 @@ def damaged(subject: str) -> VideoError:
 def _check_bytes(size: int, limits: ClipLimits, subject: str) -> None:
     if size > limits.max_bytes:
         raise VideoError(
-            f"{subject} is {size / 2**20:.0f} MB, more than the {limits.max_bytes >> 20} MB allowed; "
+            f"{subject} is {_megabytes(size)}, more than the {_megabytes(limits.max_bytes)} allowed; "
             "please upload a shorter or smaller clip.",
             "too_large",
         )
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 2**20:.0f} MB" if size >= 10 << 20 else f"{size / 2**20:.1f} MB"

@@ -95,25 +95,27 @@ def write_video(
     rotation: int | None = None,
     first_time: Fraction = Fraction(0),
     faststart: bool = True,
+    options: dict[str, str] | None = None,
 ) -> Path:
     """Encode ``pictures`` at ``fps`` into ``path`` (the container from its suffix: .mp4, .mov,
     .webm, .mkv); ``rotation`` writes a display matrix (degrees counterclockwise, as FFmpeg
     reports it: a portrait iPhone clip says -90); the first frame is shown at ``first_time``.
     Odd sizes are encoded in 4:4:4 (4:2:0 needs even sides). An MP4 or MOV has its index
-    first with ``faststart``, else last (as phones write it)."""
+    first with ``faststart``, else last (as phones write it). ``options`` go to the encoder
+    (x264's ``{"g": "1"}``: every frame a key frame)."""
     fps = Fraction(fps)
     height, width = pictures[0].shape[:2]
     pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
     iso = path.suffix in (".mp4", ".mov")
-    options = {"movflags": "+faststart"} if iso and faststart else {}
-    with av.open(str(path), "w", options=options) as container:
+    muxer = {"movflags": "+faststart"} if iso and faststart else {}
+    with av.open(str(path), "w", options=muxer) as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height = width, height
         stream.pix_fmt = pix_fmt
         stream.codec_context.time_base = 1 / fps
         context = stream.codec_context  # tagged BT.709, limited range, as phones tag HD video
         context.colorspace = context.color_primaries = context.color_trc = context.color_range = 1
-        stream.options = _QUICK.get(codec, {})
+        stream.options = {**_QUICK.get(codec, {}), **(options or {})}
         if rotation is not None:
             stream.set_display_rotation(rotation)
         audio = None
@@ -273,12 +275,14 @@ def webm(
             + _uint(b"\x83", 0x11)
             + _element(b"\x86", b"S_TEXT/UTF8"),
         )
-    blocks = b"".join(
-        _element(b"\xa3", b"\x81" + struct.pack(">hB", round(i * 1000 / fps), 0x80) + frame)
+    clusters = b"".join(  # one frame per cluster, each timed in milliseconds from the start
+        _element(
+            b"\x1f\x43\xb6\x75",
+            _uint(b"\xe7", round(i * 1000 / fps)) + _element(b"\xa3", b"\x81\x00\x00\x80" + frame),
+        )
         for i, frame in enumerate(frames)
-    )
-    cluster = _element(b"\x1f\x43\xb6\x75", _uint(b"\xe7", 0) + blocks)  # empty without frames
-    segment = _element(b"\x15\x49\xa9\x66", info) + _element(b"\x16\x54\xae\x6b", tracks) + cluster
+    ) or _element(b"\x1f\x43\xb6\x75", _uint(b"\xe7", 0))  # an empty cluster: no frames at all
+    segment = _element(b"\x15\x49\xa9\x66", info) + _element(b"\x16\x54\xae\x6b", tracks) + clusters
     return header + _element(b"\x18\x53\x80\x67", segment)
 
 
@@ -327,3 +331,17 @@ def with_broken_samples(data: bytes, spans: Sequence[tuple[int, int]]) -> bytes:
     for offset, _size in spans:
         out[offset : offset + 4] = b"\x7f\xff\xff\xff"
     return bytes(out)
+
+
+def gif_with_canvas(width: int, height: int, frames: int = 2) -> bytes:
+    """An animated GIF of ``frames`` 1 x 1 pixel frames on a ``width`` x ``height`` canvas:
+    a few dozen bytes that ask a naive decoder for the whole canvas per frame."""
+    header = b"GIF89a" + struct.pack("<HHBBB", width, height, 0x80, 0, 0) + b"\x00\x00\x00\xff\xff\xff"
+    loop = b"\x21\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00"
+    frame = (
+        b"\x21\xf9\x04\x00\x0a\x00\x00\x00"
+        + b"\x2c"
+        + struct.pack("<HHHHB", 0, 0, 1, 1, 0)
+        + b"\x02\x02\x44\x01\x00"
+    )
+    return header + loop + frame * frames + b"\x3b"
