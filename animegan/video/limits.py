@@ -29,7 +29,8 @@ MAX_STREAMS = 16
 PROBE_BYTES = 2 << 20
 #: ... and at most this much of the clip's time (its default is 5 s).
 ANALYZE_SECONDS = 2.0
-#: Opening (headers and stream probing) is interrupted after this long, as is any single read.
+#: Opening (headers and stream probing) may read the file for this long; then it reads as
+#: ended and the clip is refused (a last resort for costs the other limits do not foresee).
 OPEN_SECONDS = 10.0
 #: Packets that fail to decode are skipped (the frame before stays on screen), up to this share
 #: of the packets read ...

@@ -9,6 +9,7 @@ its probing, stream creation and frame sizes are capped inside FFmpeg itself.
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 from typing import IO
 
@@ -65,25 +66,30 @@ def open_container(
         # One more than allowed, so a file over the limit is told apart from one at it.
         "max_streams": str(limits.max_streams + 1),
     }
+    # PyAV's own timeout is never checked while FFmpeg reads a Python file object.
+    budget = _OpenBudget(fileobj, OPEN_SECONDS)
     try:
         container = av.open(  # an InputContainer: mode "r"
-            fileobj,
+            budget,
             format=_DEMUXERS[kind],
             container_options=container_options,
             # Probing decodes a frame; a decoder refuses to allocate more pixels than this.
             options={"max_pixels": str(limits.max_pixels)},
-            timeout=(OPEN_SECONDS, OPEN_SECONDS),
         )
     except av.error.MemoryError as exc:
         # FFmpeg's ISO demuxer fails with ENOMEM when a file has more streams than max_streams.
         raise too_many_streams(subject, limits) from exc
-    except av.error.ExitError as exc:
-        raise too_complex(subject) from exc
-    except EOFError as exc:  # the file ended inside its headers
-        raise truncated(subject) from exc
     except (av.error.FFmpegError, OSError, ValueError) as exc:
+        if budget.expired:
+            raise too_complex(subject) from exc
+        if isinstance(exc, EOFError):  # the file ended inside its headers
+            raise truncated(subject) from exc
         raise damaged(subject) from exc
+    budget.stop()  # from here on, decoding costs are bounded by the frame limits
     assert isinstance(container, av.container.InputContainer)
+    if budget.expired:
+        container.close()
+        raise too_complex(subject)
     if len(container.streams) > limits.max_streams:  # Matroska stops creating them silently
         container.close()
         raise too_many_streams(subject, limits)
@@ -91,6 +97,30 @@ def open_container(
         container.close()
         raise damaged(subject)
     return container
+
+
+class _OpenBudget:
+    """The file as FFmpeg reads it while opening: once ``seconds`` have passed, it reads as ended."""
+
+    def __init__(self, fileobj: IO[bytes], seconds: float) -> None:
+        self._file = fileobj
+        self._deadline: float | None = time.monotonic() + seconds
+        self.expired = False
+
+    def read(self, size: int = -1) -> bytes:
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            self.expired = True
+            return b""  # not an exception: PyAV would print the ones it drops
+        return self._file.read(size)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def stop(self) -> None:
+        self._deadline = None
 
 
 def too_many_streams(subject: str, limits: ClipLimits) -> VideoError:

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -22,7 +23,7 @@ import pytest
 from PIL import Image
 
 from animegan.errors import VideoError
-from animegan.video import ClipLimits, open_clip
+from animegan.video import ClipLimits, open_clip, source
 from tests.support import clips
 
 REPO = Path(__file__).resolve().parents[2]
@@ -200,6 +201,26 @@ def test_a_clip_broken_throughout_is_refused(tmp_path: Path, which: str) -> None
         for _frame in clip.frames(None):
             pass
     assert refused.value.reason == "damaged"
+
+
+class SlowFile(io.BytesIO):
+    """A file giving 256 bytes per read after 10 ms: a stand-in for a demuxer kept busy
+    by what it reads (a file object may return fewer bytes than asked)."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        time.sleep(0.01)
+        return super().read(256)
+
+
+def test_opening_stops_when_its_time_is_spent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    honest = mp4(tmp_path)  # its headers and first frame take a dozen such reads
+    monkeypatch.setattr(source, "OPEN_SECONDS", 0.03)
+    with pytest.raises(VideoError) as refused:
+        source.open_container(SlowFile(honest), "mp4", ClipLimits(), "The clip")
+    assert refused.value.reason == "too_complex"
+    monkeypatch.setattr(source, "OPEN_SECONDS", 60.0)
+    with source.open_container(SlowFile(honest), "mp4", ClipLimits(), "The clip") as container:
+        assert container.streams.video
 
 
 MEMORY_SCRIPT = """
