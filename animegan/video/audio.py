@@ -1,5 +1,5 @@
-"""The source's sound, added to a video-only MP4 we wrote: copied when MP4 can carry it
-as is, else transcoded to AAC.
+"""The source's sound, added to a video-only MP4 we wrote: copied when MP4 carries it and
+Chromium plays it (AAC, MP3, Opus), else transcoded to AAC.
 
 A separate step from writing frames because it reads the untrusted upload: it opens the
 source through the same checks as decoding (`open_container`), so it can run in the same
@@ -32,13 +32,22 @@ from animegan.video.limits import (
     MIN_BROKEN_FORGIVEN,
     ClipLimits,
 )
-from animegan.video.source import ClipSource, damaged, open_container, open_source, subject_of, too_complex
+from animegan.video.source import (
+    ClipSource,
+    codec_name,
+    damaged,
+    open_container,
+    open_source,
+    subject_of,
+    too_complex,
+)
 
 #: Codecs MP4 carries and Chromium plays: copied packet for packet, no loss.
-COPIED_AUDIO = ("aac", "mp3", "opus", "flac")
+COPIED_AUDIO = ("aac", "mp3", "opus")
 #: Codecs decoded and re-encoded as AAC (plus every ``pcm_*``): Vorbis from WebM, ALAC and
-#: PCM from MOV, AMR from old phones' 3GP, Dolby from cameras.
-TRANSCODED_AUDIO = ("vorbis", "alac", "ac3", "eac3", "mp2", "amrnb", "amrwb")
+#: PCM from MOV, AMR from old phones' 3GP, Dolby from cameras, FLAC (MP4 can carry it, but
+#: FFmpeg's support for it there is young, and no phone records it).
+TRANSCODED_AUDIO = ("vorbis", "flac", "alac", "ac3", "eac3", "mp2", "amrnb", "amrwb")
 #: AAC's bit rate when transcoding: transparent for speech and music at 48 kHz stereo.
 AAC_BIT_RATE = 160_000
 
@@ -88,7 +97,7 @@ def _audio_stream(container: av.container.InputContainer) -> av.audio.AudioStrea
 
 def _check_audio(stream: av.audio.AudioStream, subject: str) -> None:
     context = stream.codec_context
-    name = context.name if context is not None else "unknown"
+    name = codec_name(context)
     if context is None or not (name in COPIED_AUDIO or name in TRANSCODED_AUDIO or name.startswith("pcm_")):
         raise _audio_error(f"{subject} has its sound in the {name} format, which cannot be kept")
     if context.channels > MAX_AUDIO_CHANNELS or context.sample_rate > MAX_AUDIO_RATE:
@@ -124,7 +133,7 @@ def _mux(
             video_in = video.streams.video[0]
             video_out = output.add_stream_from_template(video_in)
             sound: Iterator[_Timed]
-            if stream.codec_context.name in COPIED_AUDIO:
+            if codec_name(stream.codec_context) in COPIED_AUDIO:
                 audio_out = output.add_stream_from_template(stream)
                 sound = _copied(source, stream, audio_out, start, end, subject)
             else:
@@ -190,7 +199,7 @@ def _aac_stream(output: av.container.OutputContainer, stream: av.audio.AudioStre
     context = stream.codec_context
     rates = av.codec.Codec("aac", "w").audio_rates or ()
     rate = context.sample_rate if context.sample_rate in rates else 48_000
-    layout = context.layout.name if context.channels <= 2 else "stereo"
+    layout = "mono" if context.channels == 1 else "stereo"  # more channels are mixed down
     out = output.add_stream("aac", rate=rate)
     out.layout = layout
     out.bit_rate = AAC_BIT_RATE

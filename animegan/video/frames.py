@@ -44,9 +44,10 @@ from animegan.video.limits import (
     SLOW_FRAME_MS,
     ClipLimits,
 )
-from animegan.video.sniff import FORMATS, FORMATS_HINT, ClipKind
+from animegan.video.sniff import FORMATS, FORMATS_HINT, SNIFF_BYTES, ClipKind, webp_canvas
 from animegan.video.source import (
     ClipSource,
+    codec_name,
     damaged,
     open_container,
     open_source,
@@ -227,10 +228,10 @@ class _FFmpegClip:
             if rotation in (90, 270):
                 width, height = height, width
             frames, duration, rate = declared
-            sound = [s.codec_context.name for s in self._container.streams.audio if s.codec_context]
+            sound = [codec_name(s.codec_context) for s in self._container.streams.audio]
             self.info = ClipInfo(
                 kind=kind,
-                codec=context.name,
+                codec=codec_name(context),
                 width=width,
                 height=height,
                 frames=frames,
@@ -258,8 +259,8 @@ class _FFmpegClip:
             raise VideoError(f"{self._subject} has no video track ({what}); {FORMATS_HINT}.", "no_video")
         stream = videos[0]
         context = stream.codec_context
-        if context is None or context.name not in VIDEO_CODECS:
-            name = context.name if context is not None else "unknown"
+        name = codec_name(context)
+        if context is None or name not in VIDEO_CODECS:
             raise VideoError(
                 f"{self._subject} uses the {name} video codec, which is not supported; please export "
                 "it as H.264 (MP4) or VP9 (WebM).",
@@ -400,11 +401,15 @@ class _AnimatedImage:
         self._fileobj = fileobj
         self._subject = subject
         fmt = "GIF" if kind == "gif" else "WEBP"
+        canvas = webp_canvas(fileobj.read(SNIFF_BYTES)) if kind == "webp" else None
+        fileobj.seek(0)
+        if canvas is not None:  # libwebp allocates the whole canvas when it is opened
+            _check_pixels(*canvas, limits, subject)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 self._image = Image.open(fileobj, formats=(fmt,))
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning, MemoryError) as exc:
             raise VideoError(
                 f"{subject} has far too many pixels per frame to process safely; please make it smaller.",
                 "too_large",

@@ -29,6 +29,14 @@ _PICTURE_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1"
 _PHOTO_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"II*\x00", b"MM\x00*")
 
 
+def webp_canvas(head: bytes) -> tuple[int, int] | None:
+    """The canvas size an animated WebP declares in its VP8X header (fixed 24-bit fields), read
+    before libwebp allocates that canvas; None without the header (a still WebP)."""
+    if head[12:16] != b"VP8X" or len(head) < 30:
+        return None
+    return int.from_bytes(head[24:27], "little") + 1, int.from_bytes(head[27:30], "little") + 1
+
+
 def sniff(head: bytes, subject: str) -> ClipKind:
     """The kind of the file whose first bytes are ``head``; `VideoError` if it is not a clip."""
     if not head:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO
 
 import av
+import av.codec.context
 import av.container
 
 from animegan.errors import VideoError
@@ -121,6 +122,11 @@ class _OpenBudget:
 
     def stop(self) -> None:
         self._deadline = None
+
+
+def codec_name(context: av.codec.context.CodecContext | None) -> str:
+    """The codec's own name ("mp3", "av1"), not its decoder's ("mp3float", "libdav1d")."""
+    return context.codec.canonical_name if context is not None else "unknown"
 
 
 def too_many_streams(subject: str, limits: ClipLimits) -> VideoError:

@@ -83,6 +83,8 @@ REFUSED: list[tuple[str, Build, ClipLimits | None, str]] = [
     ("frames larger than declared", lambda tmp: clips.webm([HUGE] * 3, (64, 48)), None, "damaged"),
     ("a GIF canvas of 65535 x 65535", lambda tmp: clips.gif_with_canvas(65535, 65535), None, "too_large"),
     ("a GIF canvas over the limit", lambda tmp: clips.gif_with_canvas(5000, 5000), None, "too_large"),
+    ("a WebP canvas of 16000 x 16000", lambda tmp: clips.webp_with_canvas(16000, 16000), None, "too_large"),
+    ("a WebP canvas over the limit", lambda tmp: clips.webp_with_canvas(5000, 5000), None, "too_large"),
     (
         "3000 tracks (WebM)",
         lambda tmp: clips.webm([KEYFRAME] * 3, (64, 48), subtitle_tracks=3000),
@@ -253,6 +255,7 @@ def test_hostile_headers_cost_no_memory(tmp_path: Path) -> None:
         "declared.webm": clips.webm([HUGE] * 3, (16000, 16000)),
         "lying.webm": clips.webm([HUGE] * 3, (64, 48)),
         "canvas.gif": clips.gif_with_canvas(65535, 65535),
+        "canvas.webp": clips.webp_with_canvas(5000, 5000),
         "tracks.webm": clips.webm([KEYFRAME] * 3, (64, 48), subtitle_tracks=3000),
     }
     for name, data in hostile.items():
@@ -265,6 +268,7 @@ def test_hostile_headers_cost_no_memory(tmp_path: Path) -> None:
         "declared.webm": "too_large",
         "lying.webm": "damaged",
         "canvas.gif": "too_large",
+        "canvas.webp": "too_large",
         "tracks.webm": "too_many_streams",
     }
     assert all(megabytes < 32 for _, megabytes in growth.values()), growth

@@ -60,7 +60,13 @@ def test_a_pan_comes_out_in_presentation_order(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("suffix", "codec"),
-    [(".webm", "libvpx-vp9"), (".webm", "libvpx"), (".mov", "libx264"), (".mkv", "libx264")],
+    [
+        (".webm", "libvpx-vp9"),
+        (".webm", "libvpx"),
+        (".webm", "libsvtav1"),
+        (".mov", "libx264"),
+        (".mkv", "libx264"),
+    ],
 )
 def test_webm_mov_and_mkv_decode_alike(tmp_path: Path, suffix: str, codec: str) -> None:
     pictures = clips.cut(12, (96, 64))

@@ -8,6 +8,7 @@ VP8 frame header), so no encoder smooths away what makes them hostile.
 
 from __future__ import annotations
 
+import io
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -345,3 +346,15 @@ def gif_with_canvas(width: int, height: int, frames: int = 2) -> bytes:
         + b"\x02\x02\x44\x01\x00"
     )
     return header + loop + frame * frames + b"\x3b"
+
+
+def webp_with_canvas(width: int, height: int) -> bytes:
+    """An animated WebP of three 40 x 30 frames whose canvas (VP8X header) claims ``width`` x ``height``."""
+    frames = [Image.fromarray(picture) for picture in slow_pan(3, (40, 30))]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "WEBP", save_all=True, append_images=frames[1:], duration=100, lossless=True)
+    data = bytearray(buffer.getvalue())
+    assert data[12:16] == b"VP8X", "Pillow wrote no extended header"
+    data[24:27] = (width - 1).to_bytes(3, "little")
+    data[27:30] = (height - 1).to_bytes(3, "little")
+    return bytes(data)
