@@ -78,6 +78,15 @@ def test_webm_mov_and_mkv_decode_alike(tmp_path: Path, suffix: str, codec: str) 
     assert min(psnr(f.image, p) for f, p in zip(frames, pictures, strict=True)) > 30
 
 
+def test_a_ten_bit_clip_decodes_to_eight_bit_rgb(tmp_path: Path) -> None:
+    """Phones record 10-bit video (HEVC, HDR); the frames come out as 8-bit RGB all the same."""
+    pictures = clips.cut(6, (96, 64))
+    path = clips.write_video(tmp_path / "ten.mp4", pictures, fps=12, pix_fmt="yuv420p10le")
+    _, frames = read_all(path)
+    assert [f.image.mode for f in frames] == ["RGB"] * 6
+    assert min(psnr(f.image, p) for f, p in zip(frames, pictures, strict=True)) > 33
+
+
 def test_frames_are_fitted_exactly_like_photos(tmp_path: Path) -> None:
     path = clips.write_video(tmp_path / "odd.mp4", clips.slow_pan(6, (321, 179)), fps=Fraction(30000, 1001))
     info, full = read_all(path)

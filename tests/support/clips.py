@@ -97,16 +97,17 @@ def write_video(
     first_time: Fraction = Fraction(0),
     faststart: bool = True,
     options: dict[str, str] | None = None,
+    pix_fmt: str | None = None,
 ) -> Path:
     """Encode ``pictures`` at ``fps`` into ``path`` (the container from its suffix: .mp4, .mov,
     .webm, .mkv); ``rotation`` writes a display matrix (degrees counterclockwise, as FFmpeg
     reports it: a portrait iPhone clip says -90); the first frame is shown at ``first_time``.
-    Odd sizes are encoded in 4:4:4 (4:2:0 needs even sides). An MP4 or MOV has its index
-    first with ``faststart``, else last (as phones write it). ``options`` go to the encoder
-    (x264's ``{"g": "1"}``: every frame a key frame)."""
+    ``pix_fmt`` is 4:2:0, or 4:4:4 for odd sizes (4:2:0 needs even sides). An MP4 or MOV has
+    its index first with ``faststart``, else last (as phones write it). ``options`` go to the
+    encoder (x264's ``{"g": "1"}``: every frame a key frame)."""
     fps = Fraction(fps)
     height, width = pictures[0].shape[:2]
-    pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
+    pix_fmt = pix_fmt or ("yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p")
     iso = path.suffix in (".mp4", ".mov")
     muxer = {"movflags": "+faststart"} if iso and faststart else {}
     with av.open(str(path), "w", options=muxer) as container:
