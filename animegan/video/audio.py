@@ -15,6 +15,7 @@ clip is better than none.
 from __future__ import annotations
 
 import heapq
+import shutil
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -25,6 +26,7 @@ import av.audio
 import av.container
 
 from animegan.errors import VideoError
+from animegan.video.encode import ffmpeg_path
 from animegan.video.limits import (
     MAX_AUDIO_CHANNELS,
     MAX_AUDIO_RATE,
@@ -81,7 +83,7 @@ def mux_audio(
                 _copy_video(video_mp4, out)
                 return False
             _check_audio(stream, subject)
-            with av.open(str(video_mp4)) as video:
+            with av.open(ffmpeg_path(Path(video_mp4)), format="mov") as video:
                 end = _video_end(video)
                 _mux(video, container, stream, out, start, end, subject)
     return True
@@ -129,7 +131,7 @@ def _mux(
 ) -> None:
     out_path = Path(out)
     try:
-        with av.open(str(out_path), "w", format="mp4", options={"movflags": "+faststart"}) as output:
+        with av.open(ffmpeg_path(out_path), "w", format="mp4", options={"movflags": "+faststart"}) as output:
             video_in = video.streams.video[0]
             video_out = output.add_stream_from_template(video_in)
             sound: Iterator[_Timed]
@@ -270,4 +272,4 @@ def _transcoded(
 
 
 def _copy_video(video_mp4: str | Path, out: str | Path) -> None:
-    Path(out).write_bytes(Path(video_mp4).read_bytes())
+    shutil.copyfile(video_mp4, out)

@@ -85,8 +85,12 @@ class _Writer:
             if self.frames == 0:
                 raise ValueError("a clip needs at least one frame")
             return
-        self._mux(self._stream.encode(None))
-        self._container.close()
+        try:
+            self._mux(self._stream.encode(None))
+            self._container.close()
+        except BaseException:
+            self.abort()  # a half-finished file (a full disk) must not pass for a clip
+            raise
         self._container = None
 
     def _sized(self, image: Image.Image) -> Image.Image:
@@ -142,7 +146,7 @@ class Mp4Writer(_Writer):
 
     def _start(self, size: tuple[int, int], first_duration: Fraction) -> None:
         rate = self.frame_rate or (1 / first_duration if first_duration > 0 else Fraction(30))
-        container = av.open(str(self.path), "w", format="mp4", options={"movflags": "+faststart"})
+        container = av.open(ffmpeg_path(self.path), "w", format="mp4", options={"movflags": "+faststart"})
         stream = container.add_stream("libx264", rate=rate.limit_denominator(90_000))
         width, height = (side + side % 2 for side in size)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
@@ -178,12 +182,18 @@ class GifWriter(_Writer):
 
     def _start(self, size: tuple[int, int]) -> None:
         loop = -1 if self.loop is None else self.loop  # the muxer's -1: no loop extension
-        container = av.open(str(self.path), "w", format="gif", options={"loop": str(loop)})
+        container = av.open(ffmpeg_path(self.path), "w", format="gif", options={"loop": str(loop)})
         stream = container.add_stream("gif", rate=25)
         stream.width, stream.height, stream.pix_fmt = size[0], size[1], "pal8"
         stream.time_base = GIF_TIME_BASE
         stream.codec_context.time_base = GIF_TIME_BASE
         self._container, self._stream = container, stream
+
+
+def ffmpeg_path(path: Path) -> str:
+    """``path`` as FFmpeg must be given it: absolute, so a name like ``a:b.mp4`` is not read as
+    a protocol ("a:"), and a string, as ``+faststart`` reopens the file by name to move the index."""
+    return str(path.absolute())
 
 
 def _even(image: Image.Image) -> Image.Image:

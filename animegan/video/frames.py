@@ -495,7 +495,7 @@ def no_frames(subject: str) -> VideoError:
 def too_large(subject: str, width: int, height: int, limits: ClipLimits) -> VideoError:
     return VideoError(
         f"{subject} is {width}x{height} pixels, more than the {limits.max_pixels:,} pixels per frame "
-        "allowed (4K); please export it at 1080p.",
+        "allowed; please export it at 1080p.",
         "too_large",
     )
 

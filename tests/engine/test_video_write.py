@@ -120,6 +120,15 @@ def test_a_failed_write_leaves_no_file(tmp_path: Path) -> None:
     assert not out.exists()
 
 
+def test_a_colon_in_a_file_name_is_not_a_protocol(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """FFmpeg would read "clip:1.mp4" as the protocol "clip"; an uploaded name may look like that."""
+    source = clips.write_video(tmp_path / "s.mp4", clips.cut(6, (96, 64)), fps=12, sound=clips.Tone())
+    monkeypatch.chdir(tmp_path)
+    info, _ = copy_clip(source, Path("clip:1.mp4"))
+    assert mux_audio("clip:1.mp4", source, "clip:2.mp4", start=info.start)
+    assert stream_facts(tmp_path / "clip:2.mp4")["audio"] == "aac"
+
+
 def gif_facts(path: Path) -> tuple[int, int | None, list[int], list[np.ndarray]]:
     with Image.open(path) as image:
         durations, pictures = [], []
