@@ -45,27 +45,30 @@ class AnimeGANError(Exception):
     """Base class; the message is meant for the end user."""
 
 
-class ImageError(AnimeGANError):
+class _ReasonedError(AnimeGANError):
+    """An error with a machine-readable ``reason`` beside its message."""
+
+    reason: str
+
+    def __reduce__(self) -> tuple[type[_ReasonedError], tuple[str, str]]:
+        # Decoding runs in worker processes; the error must cross back with its reason.
+        return type(self), (str(self), self.reason)
+
+
+class ImageError(_ReasonedError):
     """The input is not a usable picture; ``reason`` says why in machine-readable form."""
 
     def __init__(self, message: str, reason: ImageErrorReason) -> None:
         super().__init__(message)
         self.reason: ImageErrorReason = reason
 
-    def __reduce__(self) -> tuple[type[ImageError], tuple[str, ImageErrorReason]]:
-        # Decoding runs in worker processes; the error must cross back with its reason.
-        return type(self), (str(self), self.reason)
 
-
-class VideoError(AnimeGANError):
+class VideoError(_ReasonedError):
     """The input is not a usable clip, or breaks a limit; ``reason`` says which."""
 
     def __init__(self, message: str, reason: VideoErrorReason) -> None:
         super().__init__(message)
         self.reason: VideoErrorReason = reason
-
-    def __reduce__(self) -> tuple[type[VideoError], tuple[str, VideoErrorReason]]:
-        return type(self), (str(self), self.reason)
 
 
 class UnknownStyleError(AnimeGANError):

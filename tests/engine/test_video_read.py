@@ -7,7 +7,6 @@ known; codec loss is allowed for as PSNR.
 
 from __future__ import annotations
 
-import math
 import pickle
 import subprocess
 import sys
@@ -17,19 +16,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from animegan.errors import ImageError, VideoError
 from animegan.intake import Photo, fitted_size
 from animegan.video import ClipLimits, open_clip, probe
 from tests.support import clips
+from tests.support.clips import psnr
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def psnr(a: Image.Image | np.ndarray, b: Image.Image | np.ndarray) -> float:
-    mse = float(np.mean((np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
 
 
 def read_all(path: Path, max_side: int | None = None, limits: ClipLimits | None = None):

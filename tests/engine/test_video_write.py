@@ -3,7 +3,6 @@ its durations and loop count. Outputs are read back with PyAV (and with Pillow f
 
 from __future__ import annotations
 
-import math
 from fractions import Fraction
 from pathlib import Path
 
@@ -14,11 +13,7 @@ from PIL import Image
 
 from animegan.video import ClipFrame, GifWriter, Mp4Writer, mux_audio, open_clip
 from tests.support import clips
-
-
-def psnr(a, b) -> float:
-    mse = float(np.mean((np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
+from tests.support.clips import psnr
 
 
 def copy_clip(source: Path, out: Path, max_side: int | None = None) -> tuple:

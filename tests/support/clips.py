@@ -9,6 +9,7 @@ VP8 frame header), so no encoder smooths away what makes them hostile.
 from __future__ import annotations
 
 import io
+import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -69,6 +70,12 @@ def marked(size: tuple[int, int]) -> Picture:
     picture = np.full((height, width, 3), 128, np.uint8)
     picture[: height // 3, : width // 3] = (230, 20, 20)
     return picture
+
+
+def psnr(a: Image.Image | Picture, b: Image.Image | Picture) -> float:
+    """Peak signal-to-noise ratio of two pictures of the same size, in dB (inf when equal)."""
+    mse = float(np.mean((np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
 
 
 # --- honest clips ---------------------------------------------------------------------------
