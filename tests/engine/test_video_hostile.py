@@ -45,7 +45,7 @@ def audio_only(tmp: Path) -> Path:
     with av.open(str(path), "w") as container:
         stream = container.add_stream("aac", rate=48_000)
         stream.layout = "stereo"
-        clips._write_tone(container, stream, clips.Tone(), 0.5)
+        clips.write_tone(container, stream, clips.Tone(), 0.5)
     return path
 
 

@@ -72,7 +72,7 @@ def test_an_mp4_round_trip_keeps_frame_count_rate_and_times(tmp_path: Path) -> N
 
 def test_the_index_comes_first_so_playback_starts_at_once(tmp_path: Path) -> None:
     copy_clip(clips.write_video(tmp_path / "a.mp4", clips.cut(8, (96, 64)), fps=8), tmp_path / "out.mp4")
-    kinds = [kind for kind, _box in clips._boxes((tmp_path / "out.mp4").read_bytes())]
+    kinds = [kind for kind, _box in clips.boxes((tmp_path / "out.mp4").read_bytes())]
     assert kinds.index(b"moov") < kinds.index(b"mdat")
 
 

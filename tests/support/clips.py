@@ -140,7 +140,7 @@ def write_video(
         container.mux(stream.encode(None))
         if sound is not None and audio is not None:
             seconds = sound.seconds if sound.seconds is not None else float((offset + len(pictures)) / fps)
-            _write_tone(container, audio, sound, seconds)
+            write_tone(container, audio, sound, seconds)
     return path
 
 
@@ -163,7 +163,8 @@ def tone_samples(sound: Tone, seconds: float) -> np.ndarray:
     return np.repeat((0.4 * np.sin(phase))[None, :], channels, axis=0).astype(np.float32)
 
 
-def _write_tone(container, stream, sound: Tone, seconds: float) -> None:
+def write_tone(container, stream, sound: Tone, seconds: float) -> None:
+    """Encode ``seconds`` of ``sound`` into the open ``stream`` of ``container``."""
     samples = tone_samples(sound, seconds)
     context = stream.codec_context
     resampler = av.AudioResampler(
@@ -305,11 +306,10 @@ def _uint(element_id: bytes, value: int) -> bytes:
 
 def with_copied_tracks(mp4: bytes, copies: int) -> bytes:
     """``mp4`` with its last track box repeated ``copies`` more times inside its moov box."""
-    boxes = _boxes(mp4)
     out = bytearray()
-    for kind, box in boxes:
+    for kind, box in boxes(mp4):
         if kind == b"moov":
-            children = _boxes(box[8:])
+            children = boxes(box[8:])
             last_trak = next(child for kind_, child in reversed(children) if kind_ == b"trak")
             body = box[8:] + last_trak * copies
             box = struct.pack(">I", 8 + len(body)) + b"moov" + body
@@ -317,14 +317,15 @@ def with_copied_tracks(mp4: bytes, copies: int) -> bytes:
     return bytes(out)
 
 
-def _boxes(data: bytes) -> list[tuple[bytes, bytes]]:
-    boxes, offset = [], 0
+def boxes(data: bytes) -> list[tuple[bytes, bytes]]:
+    """The top-level boxes of ISO media bytes: (type, the whole box)."""
+    found, offset = [], 0
     while offset + 8 <= len(data):
         size = struct.unpack(">I", data[offset : offset + 4])[0]
         assert size >= 8, "64-bit and to-the-end box sizes are not made by these helpers"
-        boxes.append((data[offset + 4 : offset + 8], data[offset : offset + size]))
+        found.append((data[offset + 4 : offset + 8], data[offset : offset + size]))
         offset += size
-    return boxes
+    return found
 
 
 def sample_spans(path: Path) -> list[tuple[int, int]]:
