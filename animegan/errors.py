@@ -21,17 +21,54 @@ ImageErrorReason = Literal[
     "unsupported",
 ]
 
+VideoErrorReason = Literal[
+    "empty",
+    "not_video",
+    "still_image",
+    "unsupported",
+    "no_video",
+    "too_large",
+    "too_small",
+    "bad_aspect",
+    "too_long",
+    "too_many_frames",
+    "frame_rate",
+    "too_many_streams",
+    "too_complex",
+    "truncated",
+    "damaged",
+    "audio",
+]
+
 
 class AnimeGANError(Exception):
     """Base class; the message is meant for the end user."""
 
 
-class ImageError(AnimeGANError):
+class _ReasonedError(AnimeGANError):
+    """An error with a machine-readable ``reason`` beside its message."""
+
+    reason: str
+
+    def __reduce__(self) -> tuple[type[_ReasonedError], tuple[str, str]]:
+        # Decoding runs in worker processes; the error must cross back with its reason.
+        return type(self), (str(self), self.reason)
+
+
+class ImageError(_ReasonedError):
     """The input is not a usable picture; ``reason`` says why in machine-readable form."""
 
     def __init__(self, message: str, reason: ImageErrorReason) -> None:
         super().__init__(message)
         self.reason: ImageErrorReason = reason
+
+
+class VideoError(_ReasonedError):
+    """The input is not a usable clip, or breaks a limit; ``reason`` says which."""
+
+    def __init__(self, message: str, reason: VideoErrorReason) -> None:
+        super().__init__(message)
+        self.reason: VideoErrorReason = reason
 
 
 class UnknownStyleError(AnimeGANError):
