@@ -39,8 +39,10 @@ import gradio as gr
 from animegan.errors import AnimeGANError
 from animegan.formats import HEAD_BYTES, is_photo, sniff
 from cache_store import KINDS
-from stylize_service import build_service, format_duration
+from stylize_service import build_clips, build_service, format_duration
 from stylize_service.catalog import StyleStatus, style_catalog
+from stylize_service.clips import UPLOAD_SUBJECT as CLIP_SUBJECT
+from stylize_service.clips import ClipService
 from stylize_service.janitor import Janitor
 from stylize_service.memory import return_large_buffers
 from stylize_service.outcome import KIND_LABELS
@@ -61,13 +63,6 @@ footer { display: none !important; }
 """
 #: The cache panel is recomputed at most this often, however many pages ask for it.
 PANEL_TTL_S = 2.0
-#: On a phone the result column is below the buttons: bring the badge (and the progress
-#: under it) into view when a request starts and when its answer arrives.
-SHOW_BADGE_JS = """() => {
-  if (window.innerWidth < 768) {
-    document.getElementById('badge')?.scrollIntoView({behavior: 'smooth', block: 'start'});
-  }
-}"""
 
 
 class UploadedImage(gr.Image):
@@ -75,17 +70,16 @@ class UploadedImage(gr.Image):
 
     `gr.Image(type="filepath")` still opens the file with Pillow before returning its
     path, so a broken upload fails inside Gradio with a generic error. Skipping that lets
-    the service hash the raw bytes first and give bad files a clear message. An API caller
-    may also pass an http(s) URL, which Gradio would download without a size cap: refused,
-    so every input goes through the upload route and its size limit.
+    the service hash the raw bytes first, decode them where they cannot hurt the server,
+    and give bad files a clear message. An API caller may also pass an http(s) URL, which
+    Gradio would download without a size cap, or a path that is not a file: refused, so
+    every input goes through the upload route and its size limit.
     """
 
-    is_template = True  # rendered by the frontend's Image component
+    is_template = True  # rendered by the frontend's Image component (the first base class)
 
     def preprocess(self, payload):
-        if payload is not None and payload.path and not (payload.url or "").startswith("data:"):
-            return str(payload.path)
-        return super().preprocess(payload)
+        return _untouched(payload) or super().preprocess(payload)
 
     async def async_move_resource_to_block_cache(self, url_or_file_path):
         _refuse_url(url_or_file_path)
@@ -94,6 +88,31 @@ class UploadedImage(gr.Image):
     def move_resource_to_block_cache(self, url_or_file_path):
         _refuse_url(url_or_file_path)
         return super().move_resource_to_block_cache(url_or_file_path)
+
+
+class UploadedVideo(gr.Video):
+    """A clip input that hands over the uploaded file untouched (`gr.Video` may run a system
+    ffmpeg over it), with `UploadedImage`'s refusals."""
+
+    is_template = True  # rendered by the frontend's Video component
+
+    def preprocess(self, payload):
+        return _untouched(payload) or super().preprocess(payload)
+
+    async def async_move_resource_to_block_cache(self, url_or_file_path):
+        _refuse_url(url_or_file_path)
+        return await super().async_move_resource_to_block_cache(url_or_file_path)
+
+    def move_resource_to_block_cache(self, url_or_file_path):
+        _refuse_url(url_or_file_path)
+        return super().move_resource_to_block_cache(url_or_file_path)
+
+
+def _untouched(payload) -> str | None:
+    """The uploaded file's path as it is, for an upload (not a data: URL)."""
+    if payload is not None and payload.path and not (payload.url or "").startswith("data:"):
+        return str(payload.path)
+    return None
 
 
 def _refuse_url(url_or_file_path) -> None:
@@ -161,8 +180,16 @@ class StylizeHandlers:
     the file (an exact hit ends here), decoding it for a look-up, and the model.
     """
 
-    def __init__(self, service: StylizeService, catalog: list[StyleStatus], *, cache_scope: str) -> None:
+    def __init__(
+        self,
+        service: StylizeService,
+        catalog: list[StyleStatus],
+        *,
+        cache_scope: str,
+        clips: ClipService | None = None,
+    ) -> None:
         self.service = service
+        self.clips = clips
         self.by_name = {status.style.name: status for status in catalog}
         self.cache_scope = cache_scope
         # Results are written where Gradio serves files from, so it serves them without a copy.
@@ -263,6 +290,60 @@ class StylizeHandlers:
             raise gr.Error("Something went wrong while stylizing this photo. Please try another.") from None
         return path, result.badge(), result.cache_info()
 
+    async def stylize_video(
+        self,
+        video: str | None,
+        style: str,
+        request: gr.Request,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's way to ask for a progress bar)
+    ) -> tuple[str, str, dict]:
+        """Stylize a clip (MP4, MOV, WebM, animated GIF or WebP) frame by frame through the
+        cache; a clip seen before comes back whole from the cache."""
+        started = time.perf_counter()
+        if self.clips is None:
+            raise _user_error("Video is not enabled on this server.")
+        if not video:
+            raise _user_error("Upload a clip first.")
+        if style not in self.by_name or not self.by_name[style].available:
+            raise _user_error(f"The style {style!r} is not available on this server.")
+        client = _client(request)
+
+        def report(done: float, stage: str) -> None:
+            progress(done, desc=stage)
+
+        run = partial(
+            self.clips.stylize,
+            video,
+            style,
+            scope=self._scope(request),
+            client=client,
+            started=started,
+            progress=report,
+            subject=CLIP_SUBJECT,
+        )
+        try:
+            with self.service.admitted(client):
+                outcome = await asyncio.get_running_loop().run_in_executor(self.inference, run)
+            path = self.files.path_for(outcome.mp4, style, ".mp4")
+            info = outcome.cache_info()
+            if outcome.gif is not None:
+                info["gif_file"] = Path(self.files.path_for(outcome.gif, style, ".gif")).name
+        except AnimeGANError as exc:
+            raise _user_error(str(exc)) from None
+        except Exception:
+            log.exception("stylize_video failed")
+            raise gr.Error("Something went wrong while stylizing this clip. Please try another.") from None
+        return path, outcome.badge(), info
+
+    def clip_gif(self, info: dict | None) -> dict:
+        """The animated GIF made for a GIF source, shown beside its MP4 (looked up among this
+        server's own results by name: the name comes from the page)."""
+        name = (info or {}).get("gif_file") if isinstance(info, dict) else None
+        path = self.files.directory / str(name) if isinstance(name, str) else None
+        if path is None or path.parent != self.files.directory or not path.is_file():
+            return gr.update(value=None, visible=False)
+        return gr.update(value=str(path), visible=True)
+
     def _scope(self, request: gr.Request) -> str | None:
         """Whose results a request may share: everyone's, or (`--cache-scope session`) its session's."""
         if self.cache_scope != "session":
@@ -278,111 +359,197 @@ def _client(request: gr.Request) -> Client:
 
 
 def build_ui(
-    service: StylizeService, catalog: list[StyleStatus], *, cache_scope: str = "global"
+    service: StylizeService,
+    catalog: list[StyleStatus],
+    *,
+    cache_scope: str = "global",
+    clips: ClipService | None = None,
 ) -> gr.Blocks:
-    handlers = StylizeHandlers(service, catalog, cache_scope=cache_scope)
+    handlers = StylizeHandlers(service, catalog, cache_scope=cache_scope, clips=clips)
     available = [s for s in catalog if s.available]
     missing = [s for s in catalog if not s.available]
     notes = {s.style.name: style_note(s) for s in available}
+    choices = [(s.style.label, s.style.name) for s in available]
+    default = choices[0][1] if choices else None
 
     with gr.Blocks(title="Photo to anime", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(
             "# Photo → anime\n"
             "**Pick an example or upload a photo, choose a style, press Stylize.** "
             "A photo stylized before comes back from the cache in milliseconds, also re-saved "
-            "as another JPEG quality, size or format."
+            "as another JPEG quality, size or format. Clips and animated GIFs: the Video tab."
         )
         if not available:
             gr.Markdown("## No style is installed on this server yet\nPlease come back later.")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=1, min_width=320):
-                image = UploadedImage(
-                    label="Photo",
-                    type="filepath",
-                    image_mode=None,
-                    sources=["upload", "webcam", "clipboard"],
-                    height=340,
-                )
-                example_slot = gr.Column()
-                choices = [(s.style.label, s.style.name) for s in available]
-                style = gr.Radio(choices=choices, value=choices[0][1] if choices else None, label="Style")
-                note = gr.HTML(notes[choices[0][1]] if choices else "")
-                with gr.Row():
-                    go = gr.Button("Stylize", variant="primary", interactive=bool(available), scale=2)
-                    again = gr.Button(
-                        "Regenerate (skip cache)", variant="secondary", interactive=bool(available), scale=1
-                    )
-                if missing:
-                    gr.Markdown(
-                        "Not installed on this server: " + ", ".join(s.style.label for s in missing) + ".",
-                        elem_classes="style-note",
-                    )
-            with gr.Column(scale=1, min_width=320):
-                badge = gr.Textbox(
-                    label="Result", value=BADGE_EMPTY, interactive=False, elem_id="badge", max_lines=2
-                )
-                gr.Markdown(BADGE_HELP, elem_classes="badge-help")
-                with gr.Tabs():
-                    with gr.Tab("Anime"):
-                        output = gr.Image(
-                            label="Anime",
-                            type="filepath",
-                            format="png",
-                            interactive=False,
-                            buttons=["download", "fullscreen"],
-                            height=400,
-                        )
-                    with gr.Tab("Before / after"):
-                        slider = gr.ImageSlider(
-                            label="Before / after", type="filepath", interactive=False, height=400
-                        )
-                with gr.Accordion("Details (cache_info)", open=False):
-                    info = gr.JSON(label="cache_info")
+        with gr.Tabs():
+            with gr.Tab("Photo"):
+                _photo_tab(handlers, choices, default, notes, missing)
+            if clips is not None:
+                with gr.Tab("Video"):
+                    _video_tab(handlers, choices, default, notes, clips)
         with gr.Accordion("Cache statistics", open=False):
             panel = gr.Markdown()
-
-        examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.jpg"))
-        if examples and available:
-            with example_slot:  # under the upload: on screen without scrolling
-                gr.Examples(
-                    examples=[[path, choices[0][1]] for path in examples],
-                    inputs=[image, style],
-                    outputs=[output, badge, info],
-                    fn=handlers.stylize,
-                    run_on_click=True,  # cached at start (the warm-up): a click shows the result
-                    cache_examples=False,
-                    visible_columns=[0],
-                    examples_per_page=8,
-                    label="Examples: click one (public domain / CC0, see examples/ATTRIBUTION.md)",
-                    api_visibility="private",
-                )
-
-        # Events. Only /stylize and /regenerate are API endpoints; what only keeps the page in
-        # step runs in the browser (style notes, the before/after pair) or is private.
-        style.change(fn=None, inputs=style, outputs=note, js=f"(name) => ({json.dumps(notes)})[name] || ''")
-        image.upload(
-            fn=handlers.check_upload, inputs=image, outputs=image, api_visibility="private", queue=False
-        )
-        for button, handler, api_name in [
-            (go, handlers.stylize, "stylize"),
-            (again, handlers.regenerate, "regenerate"),
-        ]:
-            button.click(
-                fn=handler,
-                inputs=[image, style],
-                outputs=[output, badge, info],
-                api_name=api_name,
-                concurrency_limit=None,  # hits must not queue: the service bounds the model's work
-            )
-            button.click(fn=None, js=SHOW_BADGE_JS)
-        badge.change(fn=None, js=SHOW_BADGE_JS)
-        output.change(
-            fn=None, inputs=[image, output], outputs=slider, js="(before, after) => [[before, after]]"
-        )
-        info.change(fn=handlers.cache_panel, outputs=panel, api_visibility="private", queue=False)
         demo.load(fn=handlers.cache_panel, outputs=panel, api_visibility="private", queue=False)
         gr.Timer(10).tick(fn=handlers.cache_panel, outputs=panel, api_visibility="private", queue=False)
     return demo
+
+
+def _photo_tab(
+    handlers: StylizeHandlers,
+    choices: list[tuple[str, str]],
+    default: str | None,
+    notes: dict[str, str],
+    missing: list[StyleStatus],
+) -> None:
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=320):
+            image = UploadedImage(
+                label="Photo",
+                type="filepath",
+                image_mode=None,
+                sources=["upload", "webcam", "clipboard"],
+                height=340,
+            )
+            example_slot = gr.Column()
+            style = gr.Radio(choices=choices, value=default, label="Style")
+            note = gr.HTML(notes[default] if default else "")
+            with gr.Row():
+                go = gr.Button("Stylize", variant="primary", interactive=bool(choices), scale=2)
+                again = gr.Button(
+                    "Regenerate (skip cache)", variant="secondary", interactive=bool(choices), scale=1
+                )
+            if missing:
+                gr.Markdown(
+                    "Not installed on this server: " + ", ".join(s.style.label for s in missing) + ".",
+                    elem_classes="style-note",
+                )
+        with gr.Column(scale=1, min_width=320):
+            badge = gr.Textbox(
+                label="Result", value=BADGE_EMPTY, interactive=False, elem_id="badge", max_lines=2
+            )
+            gr.Markdown(BADGE_HELP, elem_classes="badge-help")
+            with gr.Tabs():
+                with gr.Tab("Anime"):
+                    output = gr.Image(
+                        label="Anime",
+                        type="filepath",
+                        format="png",
+                        interactive=False,
+                        buttons=["download", "fullscreen"],
+                        height=400,
+                    )
+                with gr.Tab("Before / after"):
+                    slider = gr.ImageSlider(
+                        label="Before / after", type="filepath", interactive=False, height=400
+                    )
+            with gr.Accordion("Details (cache_info)", open=False):
+                info = gr.JSON(label="cache_info")
+
+    # Only /stylize and /regenerate are API endpoints; what only keeps the page in step runs
+    # in the browser (style notes, the before/after pair) or is private.
+    style.change(fn=None, inputs=style, outputs=note, js=_pick_js(notes))
+    image.upload(fn=handlers.check_upload, inputs=image, outputs=image, api_visibility="private", queue=False)
+    for button, handler, api_name in [
+        (go, handlers.stylize, "stylize"),
+        (again, handlers.regenerate, "regenerate"),
+    ]:
+        button.click(
+            fn=handler,
+            inputs=[image, style],
+            outputs=[output, badge, info],
+            api_name=api_name,
+            concurrency_limit=None,  # hits must not queue: the service bounds the model's work
+        )
+        button.click(fn=None, js=_show_js("badge"))
+    badge.change(fn=None, js=_show_js("badge"))
+    output.change(fn=None, inputs=[image, output], outputs=slider, js="(before, after) => [[before, after]]")
+
+    # After the buttons' events, so that /stylize is theirs (the examples' event is private)
+    examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.jpg"))
+    if examples and default:
+        with example_slot:  # under the upload: on screen without scrolling
+            gr.Examples(
+                examples=[[path, default] for path in examples],
+                inputs=[image, style],
+                outputs=[output, badge, info],
+                fn=handlers.stylize,
+                run_on_click=True,  # cached at start (the warm-up): a click shows the result
+                cache_examples=False,
+                visible_columns=[0],
+                examples_per_page=8,
+                label="Examples: click one (public domain / CC0, see examples/ATTRIBUTION.md)",
+                api_visibility="private",
+            )
+
+
+def _video_tab(
+    handlers: StylizeHandlers,
+    choices: list[tuple[str, str]],
+    default: str | None,
+    notes: dict[str, str],
+    clips: ClipService,
+) -> None:
+    limits = clips.limits
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=320):
+            video = UploadedVideo(
+                label=f"Clip: MP4, MOV or WebM, up to {limits.max_duration:g} s",
+                sources=["upload"],
+                format=None,
+                height=300,
+            )
+            animation = gr.File(
+                label="…or an animated GIF / WebP", file_types=[".gif", ".webp"], height=90, type="filepath"
+            )
+            style = gr.Radio(choices=choices, value=default, label="Style")
+            note = gr.HTML(notes[default] if default else "")
+            go = gr.Button("Stylize clip", variant="primary", interactive=bool(choices))
+            gr.Markdown(
+                f"Frames are stylized at up to {clips.max_side} px, each through the cache: repeated "
+                "and still frames run the model once; the same clip again comes back whole from the "
+                f"cache. At most {limits.max_frames} frames, {limits.max_bytes >> 20} MB.",
+                elem_classes="style-note",
+            )
+        with gr.Column(scale=1, min_width=320):
+            badge = gr.Textbox(
+                label="Result",
+                value="Upload a clip, then press Stylize clip.",
+                interactive=False,
+                elem_id="clip-badge",
+                max_lines=3,
+            )
+            output = gr.Video(label="Anime clip", format=None, interactive=False, height=360)
+            gif = gr.Image(
+                label="Animated GIF", type="filepath", interactive=False, visible=False, format="gif"
+            )
+            with gr.Accordion("Details (cache_info)", open=False):
+                info = gr.JSON(label="cache_info")
+
+    style.change(fn=None, inputs=style, outputs=note, js=_pick_js(notes))
+    # An animated image goes where the clip goes (the video player cannot show it; the
+    # request takes it all the same).
+    animation.upload(fn=None, inputs=animation, outputs=video, js="(file) => file")
+    go.click(
+        fn=handlers.stylize_video,
+        inputs=[video, style],
+        outputs=[output, badge, info],
+        api_name="stylize_video",
+        concurrency_limit=None,  # the service bounds the decoders' and the model's work
+    ).success(fn=handlers.clip_gif, inputs=info, outputs=gif, api_visibility="private", queue=False)
+    go.click(fn=None, js=_show_js("clip-badge"))
+
+
+def _pick_js(notes: dict[str, str]) -> str:
+    return f"(name) => ({json.dumps(notes)})[name] || ''"
+
+
+def _show_js(element: str) -> str:
+    """On a phone the result column is below the buttons: bring `element` (and the progress
+    under it) into view."""
+    return (
+        "() => { if (window.innerWidth < 768) "
+        f"document.getElementById('{element}')?.scrollIntoView({{behavior: 'smooth', block: 'start'}}); }}"
+    )
 
 
 def main(argv: list[str] | None = None, settings: settings_module.Settings | None = None) -> None:
@@ -404,7 +571,8 @@ def main(argv: list[str] | None = None, settings: settings_module.Settings | Non
     default = next((status.style.name for status in catalog if status.available), None)
     if default is not None:
         service.stylizer(default)
-    demo = build_ui(service, catalog, cache_scope=settings.cache_scope)
+    clips = build_clips(settings, service)
+    demo = build_ui(service, catalog, cache_scope=settings.cache_scope, clips=clips)
     # Uploads nobody stylizes, and old results, leave the temporary folder; the example
     # files that building the page put there stay.
     janitor = Janitor(temp)
@@ -419,7 +587,7 @@ def main(argv: list[str] | None = None, settings: settings_module.Settings | Non
         server_port=settings.port,
         share=settings.share,
         mcp_server=settings.mcp,
-        max_file_size=MAX_UPLOAD_BYTES,
+        max_file_size=max(MAX_UPLOAD_BYTES, clips.limits.max_bytes if clips else 0),
         theme=gr.themes.Soft(primary_hue="indigo"),
         css=CSS,
     )

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from .signature import PREVIEW_SIDE, Box, Signature
+from .signature import SIZE as SIGNATURE_SIZE
 
 __all__ = ["ALPHA_BACKGROUND", "PREVIEW_SIDE", "Fingerprint", "pixel_key"]
 
@@ -87,6 +88,21 @@ class Fingerprint:
             has_alpha=has_alpha,
             raw_sha=raw_sha,
             pixel_sha=pixel_key(normalized) if exact else None,
+        )
+
+    @classmethod
+    def of_key(cls, key: str, size: tuple[int, int]) -> Fingerprint:
+        """A fingerprint for a value found by `key` alone (raw and pixel key): never a
+        near-duplicate target, and compared with nothing. For results that are not one
+        picture's, such as a whole clip's, keyed by the file's content."""
+        return cls(
+            phash=0,
+            signature=bytes(SIGNATURE_SIZE),
+            width=size[0],
+            height=size[1],
+            has_alpha=False,
+            raw_sha=key,
+            pixel_sha=key,
         )
 
     def keyed(self, picture: Image.Image) -> Fingerprint:

@@ -11,11 +11,12 @@ from .settings import Settings
 if TYPE_CHECKING:  # both import heavy packages: the CLI's --help must stay light
     from cache_store import ResultCache
 
+    from .clips import ClipService
     from .service import StylizeService
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Outcome", "Settings", "build_service", "format_duration"]
+__all__ = ["Outcome", "Settings", "build_clips", "build_service", "format_duration"]
 
 
 def open_cache(settings: Settings) -> ResultCache | None:
@@ -53,3 +54,20 @@ def build_service(settings: Settings) -> StylizeService:
         inference_workers=settings.inference_workers,
         max_pending=settings.max_pending,
     )
+
+
+#: A clip may have this many frames per second of its length, at most.
+FRAMES_PER_SECOND_ALLOWED = 30
+
+
+def build_clips(settings: Settings, service: StylizeService) -> ClipService | None:
+    """The clip service on top of `service` (None when `video_seconds` is 0: no video)."""
+    if settings.video_seconds <= 0:
+        return None
+    from animegan.video import ClipLimits
+
+    from .clips import ClipService
+
+    seconds = settings.video_seconds
+    limits = ClipLimits(max_duration=seconds, max_frames=max(1, round(seconds * FRAMES_PER_SECOND_ALLOWED)))
+    return ClipService(service, max_side=settings.video_side, limits=limits)

@@ -41,10 +41,11 @@ class ResultFiles:
         self._files: OrderedDict[Path, None] = OrderedDict()
         self._lock = threading.Lock()
 
-    def path_for(self, png: bytes, label: str) -> str:
-        """A path holding `png`, named `anime-<label>-<digest>.png` for the download."""
+    def path_for(self, png: bytes, label: str, suffix: str = ".png") -> str:
+        """A path holding `png` (or another result: `suffix`), named
+        `anime-<label>-<digest><suffix>` for the download."""
         digest = hashlib.sha256(png).hexdigest()[:16]
-        path = self.directory / f"anime-{label}-{digest}.png"
+        path = self.directory / f"anime-{label}-{digest}{suffix}"
         with self._lock:
             if path in self._files and path.exists():  # a janitor may have removed it
                 self._files.move_to_end(path)

@@ -360,14 +360,15 @@ class StylizeService:
             )
         return found
 
-    def namespace(self, stylizer: Stylizer, scope: str | None = None) -> str:
+    def namespace(self, stylizer: Stylizer, scope: str | None = None, *, max_side: int | None = None) -> str:
         """Everything that changes the output, so a new model or setting never hits stale
-        entries; with a `scope`, results are shared only within it."""
+        entries; with a `scope`, results are shared only within it. `max_side` is the side
+        pictures are fitted to (default: this service's; a clip's frames have their own)."""
         parts = [
             stylizer.style.name,
             stylizer.weights_sha256[:16],
             stylizer.precision,
-            f"side{self.max_side}",
+            f"side{max_side or self.max_side}",
             PIPELINE_VERSION,
             "png",
         ]
@@ -393,16 +394,22 @@ class StylizeService:
             return self.decoder.photo(received.upload, max_side=self.max_side, also_side=also)
 
     def _run_model(self, job: Job, photo: Photo, progress: Progress | None) -> Image.Image:
-        """The model's output for `photo`, once this client's turn has come."""
+        return self.run_model(job.stylizer, photo.rgb, job.client, progress)
+
+    def run_model(
+        self, stylizer: Stylizer, rgb: Image.Image, client: Client, progress: Progress | None = None
+    ) -> Image.Image:
+        """`stylizer`'s output for `rgb`, once `client`'s turn for the model has come;
+        `progress` hears the wait ("N ahead") and the pass."""
 
         def waiting(ahead: int) -> None:
             if progress is not None:
                 progress(0.0, f"Waiting for the model ({ahead} ahead)")
 
-        with self.model_slots.slot(job.client.key, on_wait=waiting):
-            model = f"{job.stylizer.style.name}|{job.stylizer.precision}"
-            with model_progress(progress, photo.rgb.size, model) as report:
-                return job.stylizer.stylize(photo.rgb, progress=report)
+        with self.model_slots.slot(client.key, on_wait=waiting):
+            model = f"{stylizer.style.name}|{stylizer.precision}"
+            with model_progress(progress, rgb.size, model) as report:
+                return stylizer.stylize(rgb, progress=report)
 
     def _min_source_side(self, upload_size: tuple[int, int]) -> int:
         """The longer side an entry's source needs for its output to serve this upload."""

@@ -73,6 +73,8 @@ class Settings:
     precision: str = "auto"
     inference_workers: int = 1
     max_pending: int = 24
+    video_side: int = 512
+    video_seconds: float = 30.0
 
 
 # flag -> (environment variable, parser, help). The dest of each flag is a Settings field.
@@ -107,6 +109,12 @@ _OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "precision": ("ANIMEGAN_PRECISION", str, f"one of {', '.join(PRECISIONS)}"),
     "inference_workers": ("ANIMEGAN_INFERENCE_WORKERS", int, "inferences run at once per process"),
     "max_pending": ("ANIMEGAN_MAX_PENDING", int, "uncached requests allowed to wait before 'busy'"),
+    "video_side": ("ANIMEGAN_VIDEO_SIDE", int, "longest side of a clip's frames, in pixels"),
+    "video_seconds": (
+        "ANIMEGAN_VIDEO_SECONDS",
+        float,
+        "longest clip accepted, in seconds (0 = no Video tab)",
+    ),
 }
 
 _CHOICES = {"precision": list(PRECISIONS), "cache_scope": ["global", "session"]}
@@ -134,6 +142,8 @@ APP_FLAGS = [
     "precision",
     "inference_workers",
     "max_pending",
+    "video_side",
+    "video_seconds",
 ]
 
 
@@ -173,6 +183,8 @@ def app_settings(argv: list[str] | None = None) -> Settings:
 def _shown(name: str, value: object) -> str:
     if name == "cache_size" and isinstance(value, int):
         return f"{value >> 20} MB" if value < 1 << 30 else f"{value / 2**30:g} GB"
+    if name == "video_seconds" and isinstance(value, float):
+        return f"{value:g} s"
     if name == "ttl" and isinstance(value, float):
         return f"{value / 86400:g} days" if value >= 86400 else f"{value:g} s"
     return str(value)

@@ -26,6 +26,7 @@ from animegan.formats import HEAD_BYTES, sniff
 from animegan.intake import Photo, Preview
 from animegan.isolated import jobs
 from animegan.isolated.pool import Budget, JobError, WorkerFailure, WorkerPool
+from animegan.isolated.wire import Reply
 from animegan.safe_decode import decode_budget, too_much_memory
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ class IsolatedDecoder:
     def close(self) -> None:
         self.pool.close()
 
-    def _call(self, upload: Upload, job: str, args: dict[str, Any], payloads: list[bytes]) -> jobs.Reply:
+    def _call(self, upload: Upload, job: str, args: dict[str, Any], payloads: list[bytes]) -> Reply:
         budget = Budget(cpu_s=decode_budget(upload.size) + JOB_OVERHEAD_CPU_S, wall_s=JOB_DEADLINE_S)
         try:
             reply = self.pool.call(job, args, payloads, budget)
@@ -129,7 +130,7 @@ class IsolatedDecoder:
         except WorkerFailure as failure:
             log.info("%s: %s job stopped (%s)", upload.sha256[:12], job, failure)
             raise _failure_error(upload, failure.why) from None
-        return jobs.Reply(reply.header, reply.payloads)
+        return Reply(reply.header, reply.payloads)
 
     @staticmethod
     def _parsed(upload: Upload, parse: Callable[[], T]) -> T:

@@ -1,9 +1,9 @@
-"""The jobs a decoding worker runs, and how their results travel as raw bytes.
+"""The photo jobs a decoding worker runs (`preview`, `photo`), and their results read back.
 
 Each job takes the request's JSON `args` and raw payloads (the file's bytes) and returns a
-`Reply`, or an iterator of them for jobs that stream. Pictures travel as their raw pixels
-(`encode_image` / `decode_image`), which the server checks against the header before
-using: the worker is no more trusted than the file it decoded.
+`Reply` (`wire`); `preview_from` and `photo_from` turn a reply back into the `Preview` and
+`Photo` the server uses, checking it first: the worker is no more trusted than the file it
+decoded.
 
 Imported by the worker at start, before its memory limit is set, so everything a decode
 needs is loaded once per worker and not per job.
@@ -12,8 +12,6 @@ needs is loaded once per worker and not per job.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pillow_heif
@@ -21,6 +19,7 @@ from PIL import AvifImagePlugin, Image
 
 from animegan.errors import ImageError
 from animegan.intake import Photo, Preview, open_image, open_preview
+from animegan.isolated.wire import Job, Reply, decode_image, encode_image
 from animegan.pixels import Frame
 from animegan.safe_decode import limit_decode_memory
 
@@ -32,40 +31,6 @@ pillow_heif.options.DECODE_THREADS = 1
 #: Share of the worker's memory cap a decode's estimated working set may take; the rest is
 #: the file itself, the reduced copies and the reply.
 DECODE_SHARE = 0.7
-
-#: The modes pictures travel in, and their bytes per pixel.
-MODES = {"L": 1, "RGB": 3, "RGBA": 4}
-
-
-@dataclass
-class Reply:
-    header: dict[str, Any]
-    payloads: list[bytes] = field(default_factory=list)
-
-
-Job = Callable[[dict[str, Any], list[bytes]], "Reply | Iterator[Reply]"]
-
-
-def encode_image(image: Image.Image) -> tuple[dict[str, Any], bytes]:
-    if image.mode not in MODES:
-        image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
-    return {"mode": image.mode, "size": list(image.size)}, image.tobytes()
-
-
-def decode_image(header: Any, payload: bytes) -> Image.Image:
-    """The picture a worker sent, after checking that the header and payload agree."""
-    if not isinstance(header, dict):
-        raise ValueError("picture header is not an object")
-    mode, size = header.get("mode"), header.get("size")
-    if mode not in MODES or not isinstance(size, list) or len(size) != 2:
-        raise ValueError(f"bad picture header {header!r}")
-    width, height = size
-    if not all(type(side) is int and side > 0 for side in size) or width * height * MODES[mode] != len(
-        payload
-    ):
-        raise ValueError(f"picture of {size} in {mode} does not match {len(payload)} bytes")
-    return Image.frombuffer(mode, (width, height), payload, "raw", mode, 0, 1)
-
 
 _memory_cap: int | None = None
 

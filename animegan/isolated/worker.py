@@ -23,9 +23,10 @@ from collections.abc import Iterator
 from multiprocessing.connection import Connection
 
 from animegan.errors import AnimeGANError
-from animegan.isolated import jobs
+from animegan.isolated import clip_jobs, jobs
 from animegan.isolated.protocol import Message, ProtocolError, receive, send
 
+JOBS = {**jobs.JOBS, **clip_jobs.JOBS}
 #: Niceness added to the worker: the server's own work (hits, the model) comes first.
 NICE = 0
 #: Largest request the worker reads: the upload cap plus room for the header.
@@ -49,7 +50,7 @@ def main(argv: list[str]) -> int:
 
 def _serve(conn: Connection, request: Message) -> bool:
     """Run one job and send its replies; False when this worker should exit now."""
-    job = jobs.JOBS.get(str(request.header.get("job")))
+    job = JOBS.get(str(request.header.get("job")))
     _limit_cpu(float(request.header.get("cpu_s", 10.0)))
     try:
         if job is None:

@@ -63,6 +63,7 @@ def mux_audio(
     *,
     start: Fraction,
     limits: ClipLimits | None = None,
+    subject: str | None = None,
 ) -> bool:
     """Write ``out``: the frames of ``video_mp4`` (ours) with the sound of ``source``.
 
@@ -71,8 +72,8 @@ def mux_audio(
     the video.
     """
     limits = limits or ClipLimits()
-    subject = subject_of(source)
-    fileobj, _size, kind = open_source(source, limits)
+    subject = subject_of(source, subject)
+    fileobj, _size, kind = open_source(source, limits, subject)
     with fileobj:
         if kind not in ("mp4", "matroska"):  # animated images have no sound
             _copy_video(video_mp4, out)

@@ -170,12 +170,13 @@ def _shown(image: Image.Image, stored: tuple[int, int], orientation: int) -> Ima
     return upright(image, orientation)
 
 
-def open_clip(src: ClipSource, *, limits: ClipLimits | None = None) -> Clip:
+def open_clip(src: ClipSource, *, limits: ClipLimits | None = None, subject: str | None = None) -> Clip:
     """Open a clip (path or bytes) for reading; `VideoError` (with ``reason``) if it is not
-    a usable clip or breaks a limit. Decodes the first frame, nothing more."""
+    a usable clip or breaks a limit. Decodes the first frame, nothing more. ``subject``
+    names the clip in messages (default: by its file name)."""
     limits = limits or ClipLimits()
-    subject = subject_of(src)
-    fileobj, size, kind = open_source(src, limits)
+    subject = subject_of(src, subject)
+    fileobj, size, kind = open_source(src, limits, subject)
     try:
         decoder: _Decoder
         if kind in ("gif", "webp"):
@@ -188,9 +189,9 @@ def open_clip(src: ClipSource, *, limits: ClipLimits | None = None) -> Clip:
     return Clip(decoder, limits, subject)
 
 
-def probe(src: ClipSource, *, limits: ClipLimits | None = None) -> ClipInfo:
+def probe(src: ClipSource, *, limits: ClipLimits | None = None, subject: str | None = None) -> ClipInfo:
     """`ClipInfo` of a clip, with all of `open_clip`'s checks."""
-    with open_clip(src, limits=limits) as clip:
+    with open_clip(src, limits=limits, subject=subject) as clip:
         return clip.info
 
 

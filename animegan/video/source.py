@@ -27,14 +27,18 @@ _UPLOAD = "The uploaded clip"
 _DEMUXERS: dict[ClipKind, str] = {"mp4": "mov", "matroska": "matroska"}
 
 
-def subject_of(src: ClipSource) -> str:
-    """How messages name the clip."""
+def subject_of(src: ClipSource, named: str | None = None) -> str:
+    """How messages name the clip: `named`, else by its file name (bytes: an upload)."""
+    if named:
+        return named
     return _UPLOAD if isinstance(src, (bytes, bytearray)) else f"The file {Path(src).name}"
 
 
-def open_source(src: ClipSource, limits: ClipLimits) -> tuple[IO[bytes], int, ClipKind]:
+def open_source(
+    src: ClipSource, limits: ClipLimits, subject: str | None = None
+) -> tuple[IO[bytes], int, ClipKind]:
     """The clip's bytes as a file object, its size, and its kind; refused if too large or not a clip."""
-    subject = subject_of(src)
+    subject = subject_of(src, subject)
     if isinstance(src, (bytes, bytearray)):
         size = len(src)
         _check_bytes(size, limits, subject)
