@@ -82,7 +82,7 @@ ROWS_KEPT = 4_000_000
 LATENCY_WINDOW = 1024
 #: Protected entries past their deadline deleted per sweep call (the sweep repeats).
 SWEEP_BATCH = 500
-#: What a value costs Redis beyond its blob and signature (fields, key, expiry), roughly.
+#: What an entry costs Redis beyond its value key (its alias and stream entry), roughly.
 ENTRY_OVERHEAD = 256
 #: The eviction policy that keeps protected and pinned entries (see the module docstring).
 POLICY = "volatile-lru"
@@ -208,7 +208,7 @@ class RedisStore:
             entry.namespace,
             entry.owner or "",
             int(entry.pinned),
-            len(entry.blob) + len(entry.signature) + ENTRY_OVERHEAD,
+            ENTRY_OVERHEAD,
             protected,
             pinned,
         ]

@@ -39,6 +39,12 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- the order of use: Redis' clock in microseconds (scripts run one at a time, so no two tie)
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
 local function incr(key, field, by)
   local held = redis.call('HGET', key, field)
   if held and not string.match(held, '^%-?%d+$') then redis.call('HDEL', key, field) end
@@ -139,12 +145,12 @@ end
 local function pin(p, key, cap, ttl, now)
   local g = redis.call('HGET', p .. key, 'g')
   if g == '2' then
-    redis.call('ZADD', p .. 'pin', now, key)
+    redis.call('ZADD', p .. 'pin', now_us(), key)
     return
   end
   local size = size_of(p, key)
   if cap >= 0 and size > cap then
-    if g ~= '1' then enlist(p, key, '1', now, now) end
+    if g ~= '1' then enlist(p, key, '1', now_us(), now) end
     return
   end
   while cap >= 0 and held(p, 'pin') + size > cap do
@@ -157,7 +163,7 @@ local function pin(p, key, cap, ttl, now)
   end
   unlist(p, key)
   redis.call('HSET', p .. key, 'e', '')
-  enlist(p, key, '2', now, now)
+  enlist(p, key, '2', now_us(), now)
 end
 
 -- delete a value with its stream entry, alias and segment bookkeeping
@@ -182,7 +188,9 @@ end
 
 # KEYS: value, stream[, alias]
 # ARGV: prefix, blob, signature, width, height, alpha, phash, ttl ms (0: kept), rows kept, key,
-#       alias name, namespace, owner, pinned (1/0), size, protected cap, pinned cap (-1: none)
+#       alias name, namespace, owner, pinned (1/0), bytes beyond the value key's own (its alias,
+#       stream entry), protected cap, pinned cap (-1: none). An entry's size `z` is what Redis
+#       says the value key takes, plus those bytes.
 PUT = (
     _LIB
     + """
@@ -213,7 +221,8 @@ redis.call('DEL', KEYS[1])
 local ttl = tonumber(ARGV[8])
 local deadline = ttl > 0 and string.format('%.0f', now + ttl) or ''
 redis.call('HSET', KEYS[1], 'b', ARGV[2], 's', ARGV[3], 'w', ARGV[4], 'h', ARGV[5], 'a', ARGV[6],
-           'q', id, 'n', ARGV[12], 'r', ARGV[11], 'e', deadline, 'o', ARGV[13], 'z', ARGV[15])
+           'q', id, 'n', ARGV[12], 'r', ARGV[11], 'e', deadline, 'o', ARGV[13], 'z', 0)
+redis.call('HSET', KEYS[1], 'z', redis.call('MEMORY', 'USAGE', KEYS[1], 'SAMPLES', 0) + ARGV[15])
 if ttl > 0 then
   local oldest_id = string.format('%.0f', math.max(1, seq - ttl * 1000))
   redis.call('XADD', KEYS[2], 'MINID', '~', oldest_id, id .. '-0', 'p', ARGV[7], 'k', key)
@@ -230,7 +239,7 @@ redis.call('SADD', p .. 'namespaces', ARGV[12])
 if ARGV[14] == '1' or kept == '2' then
   pin(p, key, tonumber(ARGV[17]), ttl, now)
 elseif kept == '1' then
-  enlist(p, key, '1', now, now)
+  enlist(p, key, '1', now_us(), now)
 else
   expiring(p, key)
 end
@@ -256,9 +265,9 @@ end
 local row = redis.call('HMGET', KEYS[1], 'g', 'o')
 local name = SEGMENT[row[1] or '']
 if name then
-  redis.call('ZADD', p .. name, 'XX', now, key)
+  redis.call('ZADD', p .. name, 'XX', now_us(), key)
 elseif ARGV[3] == '' or not row[2] or row[2] == '' or row[2] ~= ARGV[3] then
-  enlist(p, key, '1', now, now)
+  enlist(p, key, '1', now_us(), now)
   rebalance(p, tonumber(ARGV[6]))
 end
 return 1
@@ -360,7 +369,7 @@ EPOCH = """
 local kind = redis.call('TYPE', KEYS[1]).ok
 if kind == 'string' then
   local epoch = redis.call('GET', KEYS[1])
-  if string.match(epoch, '^%d+$') and #epoch <= 18 then return {epoch, 0} end
+  if string.match(epoch, '^%d+$') and #epoch <= 19 then return {epoch, 0} end
 end
 redis.call('DEL', KEYS[1])
 redis.call('SET', KEYS[1], ARGV[1])
