@@ -296,7 +296,9 @@ class DiskStore:
                 raise
             log.warning("result cache: the disk is full (%s); evicting to make room, then retrying", error)
             self._end_failed_transaction()
-            self._evict_to_limit(incoming)
+            self._evict_to_limit(
+                incoming + self._wal_limit
+            )  # the estimate fell short: the log needs room too
             self._write(entry)
         self._evict_to_limit()
 
