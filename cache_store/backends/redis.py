@@ -60,8 +60,21 @@ from redis.retry import Retry
 from ..lookup import KINDS, Kind
 from ..segments import PINNED_SHARE, PROTECTED_SHARE
 from ..store import Changes, Cursor, Entry, FuzzyRow, StoreError, StoreUnavailable
-from . import redis_scripts
 from .backoff import Backoff
+from .redis_scripts import (
+    DISCARD,
+    EPOCH,
+    LOCK,
+    PUT,
+    RECORD,
+    REFRESH,
+    RESOLVE,
+    ROW,
+    ROWS_AFTER,
+    SWEEP,
+    TOUCH,
+    UNLOCK,
+)
 
 log = logging.getLogger(__name__)
 
@@ -125,25 +138,11 @@ class RedisStore:
         )
         self._backoff = Backoff()
         self._budget = 0  # maxmemory as last read; 0: none (the segments' shares are unbounded)
-        scripts = redis_scripts
-        script = self._client.register_script
-        self._put, self._touch, self._discard = (
-            script(scripts.PUT),
-            script(scripts.TOUCH),
-            script(scripts.DISCARD),
-        )
-        self._sweep, self._resolve, self._row = (
-            script(scripts.SWEEP),
-            script(scripts.RESOLVE),
-            script(scripts.ROW),
-        )
-        self._epoch, self._rows_after = script(scripts.EPOCH), script(scripts.ROWS_AFTER)
-        self._record = script(scripts.RECORD)
-        self._lock, self._refresh, self._unlock = (
-            script(scripts.LOCK),
-            script(scripts.REFRESH),
-            script(scripts.UNLOCK),
-        )
+        script = self._script
+        self._put, self._touch, self._discard = script(PUT), script(TOUCH), script(DISCARD)
+        self._sweep, self._resolve, self._row = script(SWEEP), script(RESOLVE), script(ROW)
+        self._epoch, self._rows_after, self._record = script(EPOCH), script(ROWS_AFTER), script(RECORD)
+        self._lock, self._refresh, self._unlock = script(LOCK), script(REFRESH), script(UNLOCK)
 
     # -- exact tier ---------------------------------------------------------------------
 
@@ -260,11 +259,7 @@ class RedisStore:
     def changes_since(self, cursor: Cursor | None) -> Changes:
         """Only resets: Redis removes keys silently, so dead rows are dropped when met."""
         with self._call():
-            epoch, repaired = self._epoch(keys=[self._k("epoch")], args=[secrets.randbits(62)])
-        if repaired:
-            log.warning(
-                "result cache: %s held no epoch number; replaced it (every replica reloads)", self._k("epoch")
-            )
+            epoch = self._epoch(keys=[self._k("epoch")], args=[secrets.randbits(62)])
         return Changes((int(epoch), 0), [], reset=cursor is None or cursor[0] != int(epoch))
 
     # -- locks ----------------------------------------------------------------------------
@@ -407,6 +402,18 @@ class RedisStore:
 
     # -- helpers --------------------------------------------------------------------------
 
+    def _script(self, text: str) -> Callable[..., Any]:
+        """A Lua script (`redis_scripts`): its result, after logging the keys it dropped."""
+        registered = self._client.register_script(text)
+
+        def run(keys: list[str] | None = None, args: list[Any] | None = None) -> Any:
+            result, dropped = registered(keys=keys or [], args=args or [])
+            for what in dropped:  # "<key> (<why>)"
+                log.warning("result cache: dropped Redis key %s", what.decode(errors="replace"))
+            return result
+
+        return run
+
     def _read_budget(self) -> tuple[int, str]:
         """(maxmemory, maxmemory-policy) as the server says now; the shares follow maxmemory."""
         with self._call():
@@ -436,7 +443,7 @@ class RedisStore:
     def _repair(self, names: tuple[str, ...]) -> bool:
         """Delete whichever of `names` and the bookkeeping keys holds another type than the
         store writes there; True if any did."""
-        candidates = [*names, *map(self._k, _BOOKKEEPING)]
+        candidates = list(dict.fromkeys([*names, *map(self._k, _BOOKKEEPING)]))
         pipe = self._client.pipeline(transaction=False)
         for name in candidates:
             pipe.type(name)
@@ -446,11 +453,12 @@ class RedisStore:
             if found != b"none" and found != self._expected_type(name)
         ]
         for name, found in wrong:
+            expected = self._expected_type(name).decode()
             log.warning(
-                "result cache: dropping %s, a Redis %s where this store keeps a %s",
+                "result cache: dropped Redis key %s (a %s where the store keeps a %s)",
                 name,
                 found.decode(),
-                self._expected_type(name).decode(),
+                expected,
             )
         if wrong:
             self._client.delete(*(name for name, _ in wrong))

@@ -1,9 +1,11 @@
 """The Lua scripts of the Redis store (`redis`): each runs atomically on the server.
 
 Key names are built from the prefix inside the scripts (no Cluster: see `redis`). Every
-script that reads a key another client could have overwritten checks its type first, and
-every counter it increments is reset if it holds something that is not a number, so a
-tampered or damaged key costs at most a miss, never a script that fails for good.
+script checks the type of each key it reads before reading it: a key of the store's that
+holds another type (or an epoch that is not a number, a lease without an expiry) is deleted
+and named in the reply, which is always ``{result, dropped keys}``, so the client logs it
+once; every counter a script increments is reset if it holds something that is not a
+number. So a tampered or damaged key costs at most a miss, never a script that fails for good.
 
 Segments (`segments`): a probation entry expires (and so may be evicted under
 ``volatile-lru``); a protected or pinned entry and its alias are persistent, so Redis never
@@ -23,15 +25,27 @@ _LIB = (
     f"local KEEP_MS = {KEEP_MS}\n"
     + """local SEGMENT = {['1'] = 'hot', ['2'] = 'pin'}
 
-local function is(key, kind) return redis.call('TYPE', key).ok == kind end
+local DROPPED = {}
 
--- the segments' bookkeeping keys, deleted if another client left something else there
+-- delete a key that holds what the store never writes there, and say so in the reply
+local function drop(key, what)
+  redis.call('DEL', key)
+  DROPPED[#DROPPED + 1] = key .. ' (' .. what .. ')'
+end
+
+-- true if `key` holds a `kind`; a key of another type is dropped (then false, like none)
+local function ensure(key, kind)
+  local found = redis.call('TYPE', key).ok
+  if found == kind then return true end
+  if found ~= 'none' then drop(key, 'a ' .. found .. ' where the store keeps a ' .. kind) end
+  return false
+end
+
+-- the segments' bookkeeping keys and the counters, as the store writes them
 local function sane(p)
-  for _, name in ipairs({'hot', 'pin', 'due'}) do
-    if not is(p .. name, 'zset') then redis.call('DEL', p .. name) end
-  end
-  if not is(p .. 'seg', 'hash') then redis.call('DEL', p .. 'seg') end
-  if not is(p .. 'stats', 'hash') then redis.call('DEL', p .. 'stats') end
+  for _, name in ipairs({'hot', 'pin', 'due'}) do ensure(p .. name, 'zset') end
+  ensure(p .. 'seg', 'hash')
+  ensure(p .. 'stats', 'hash')
 end
 
 local function now_ms()
@@ -57,7 +71,7 @@ end
 
 local function alias_of(p, key)
   local r = redis.call('HGET', p .. key, 'r')
-  if r and r ~= '' and is(p .. r, 'string') and redis.call('GET', p .. r) == key then return p .. r end
+  if r and r ~= '' and ensure(p .. r, 'string') and redis.call('GET', p .. r) == key then return p .. r end
   return nil
 end
 
@@ -81,7 +95,7 @@ local function recount(p)
   for g, name in pairs(SEGMENT) do
     local total = 0
     for _, key in ipairs(redis.call('ZRANGE', p .. name, 0, -1)) do
-      if is(p .. key, 'hash') and redis.call('HGET', p .. key, 'g') == g then
+      if ensure(p .. key, 'hash') and redis.call('HGET', p .. key, 'g') == g then
         total = total + size_of(p, key)
       else
         redis.call('ZREM', p .. name, key)
@@ -124,7 +138,7 @@ local function oldest(p, g)
   for _ = 1, 2 do
     local key = redis.call('ZRANGE', p .. name, 0, 0)[1]
     if not key then return nil end
-    if is(p .. key, 'hash') and redis.call('HGET', p .. key, 'g') == g then return key end
+    if ensure(p .. key, 'hash') and redis.call('HGET', p .. key, 'g') == g then return key end
     recount(p)  -- a member that is gone or changed: the totals are recounted without it
   end
   return redis.call('ZRANGE', p .. name, 0, 0)[1]
@@ -169,17 +183,14 @@ end
 -- delete a value with its stream entry, alias and segment bookkeeping
 local function discard(p, key)
   local k = p .. key
-  if not is(k, 'hash') then
-    redis.call('DEL', k)
-    return
-  end
+  if not ensure(k, 'hash') then return end
   unlist(p, key)
   local row = redis.call('HMGET', k, 'q', 'n', 'r')
   redis.call('DEL', k)
-  if row[1] and row[2] and is(p .. 'x:' .. row[2], 'stream') then
+  if row[1] and row[2] and ensure(p .. 'x:' .. row[2], 'stream') then
     redis.call('XDEL', p .. 'x:' .. row[2], row[1] .. '-0')
   end
-  if row[3] and row[3] ~= '' and is(p .. row[3], 'string') and redis.call('GET', p .. row[3]) == key then
+  if row[3] and row[3] ~= '' and ensure(p .. row[3], 'string') and redis.call('GET', p .. row[3]) == key then
     redis.call('DEL', p .. row[3])
   end
 end
@@ -199,10 +210,10 @@ sane(p)
 local now = now_ms()
 local t = redis.call('TIME')
 local seq = tonumber(t[1]) * 1000000 + tonumber(t[2])
-if not is(p .. 'seq', 'string') then redis.call('DEL', p .. 'seq') end
+ensure(p .. 'seq', 'string')
 local last = tonumber(redis.call('GET', p .. 'seq')) or 0
 if last >= seq then seq = last + 1 end
-if not is(KEYS[2], 'stream') then redis.call('DEL', KEYS[2]) end
+ensure(KEYS[2], 'stream')
 local tail = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1]
 if tail then
   local top = tonumber(string.match(tail[1], '^(%d+)'))
@@ -211,7 +222,7 @@ end
 local id = string.format('%.0f', seq)
 redis.call('SET', p .. 'seq', id)
 local kept = nil
-if is(KEYS[1], 'hash') then
+if ensure(KEYS[1], 'hash') then
   local old = redis.call('HMGET', KEYS[1], 'q', 'g')
   if old[1] then redis.call('XDEL', KEYS[2], old[1] .. '-0') end
   if SEGMENT[old[2] or ''] then kept = old[2] end  -- a re-put keeps the segment it earned
@@ -230,11 +241,12 @@ else
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[9], id .. '-0', 'p', ARGV[7], 'k', key)
 end
 if KEYS[3] then
+  ensure(KEYS[3], 'string')
   redis.call('SET', KEYS[3], key)
   incr(p .. 'stats', 'aliased', 1)
 end
 incr(p .. 'stats', 'puts', 1)
-if not is(p .. 'namespaces', 'set') then redis.call('DEL', p .. 'namespaces') end
+ensure(p .. 'namespaces', 'set')
 redis.call('SADD', p .. 'namespaces', ARGV[12])
 if ARGV[14] == '1' or kept == '2' then
   pin(p, key, tonumber(ARGV[17]), ttl, now)
@@ -244,7 +256,7 @@ else
   expiring(p, key)
 end
 rebalance(p, tonumber(ARGV[16]))
-return id
+return {id, DROPPED}
 """
 )
 
@@ -254,13 +266,13 @@ TOUCH = (
     _LIB
     + """
 local p, key = ARGV[1], ARGV[2]
-if not is(KEYS[1], 'hash') then return 0 end
+if not ensure(KEYS[1], 'hash') then return {0, DROPPED} end
 sane(p)
 local now = now_ms()
 if ARGV[4] == '1' then
   pin(p, key, tonumber(ARGV[7]), tonumber(ARGV[5]), now)
   rebalance(p, tonumber(ARGV[6]))
-  return 1
+  return {1, DROPPED}
 end
 local row = redis.call('HMGET', KEYS[1], 'g', 'o')
 local name = SEGMENT[row[1] or '']
@@ -270,7 +282,7 @@ elseif ARGV[3] == '' or not row[2] or row[2] == '' or row[2] ~= ARGV[3] then
   enlist(p, key, '1', now_us(), now)
   rebalance(p, tonumber(ARGV[6]))
 end
-return 1
+return {1, DROPPED}
 """
 )
 
@@ -280,7 +292,7 @@ DISCARD = (
     + """
 sane(ARGV[1])
 discard(ARGV[1], ARGV[2])
-return 1
+return {1, DROPPED}
 """
 )
 
@@ -297,19 +309,18 @@ for _, key in ipairs(due) do
   redis.call('ZREM', p .. 'due', key)
 end
 if #due > 0 then incr(p .. 'stats', 'swept', #due) end
-return #due
+return {#due, DROPPED}
 """
 )
 
 # KEYS: stream; ARGV: first id (or '-'), count. Seqs as text and pHashes as 8-byte words,
 # each joined into one string: a replica parses 10k rows in two numpy calls. An entry that is
-# not what PUT writes (id <seq>-0, fields p = 8 bytes and k) is deleted and counted; a key
-# that is not a stream is deleted. Returns {seqs, hashes, entries read, entries dropped, last id read}.
-ROWS_AFTER = """
-if redis.call('TYPE', KEYS[1]).ok ~= 'stream' then
-  local dropped = redis.call('DEL', KEYS[1])
-  return {'', '', 0, dropped, ''}
-end
+# not what PUT writes (id <seq>-0, fields p = 8 bytes and k) is deleted and counted.
+# Result: {seqs, hashes, entries read, entries dropped, last id read}.
+ROWS_AFTER = (
+    _LIB
+    + """
+if not ensure(KEYS[1], 'stream') then return {{'', '', 0, 0, ''}, DROPPED} end
 local entries = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])
 local seqs, hashes, dropped, last = {}, {}, 0, ''
 for _, entry in ipairs(entries) do
@@ -324,91 +335,103 @@ for _, entry in ipairs(entries) do
     dropped = dropped + 1
   end
 end
-return {table.concat(seqs, ' '), table.concat(hashes), #entries, dropped, last}
+return {{table.concat(seqs, ' '), table.concat(hashes), #entries, dropped, last}, DROPPED}
 """
+)
 
-# KEYS: alias; ARGV: prefix. The value key, or nil (and the alias goes) if the value is gone
-# or the alias is not a string.
-RESOLVE = """
-if redis.call('TYPE', KEYS[1]).ok ~= 'string' then
-  redis.call('DEL', KEYS[1])
-  return false
-end
+# KEYS: alias; ARGV: prefix. The value key, or nil (and the alias goes) if the value is gone.
+RESOLVE = (
+    _LIB
+    + """
+if not ensure(KEYS[1], 'string') then return {false, DROPPED} end
 local key = redis.call('GET', KEYS[1])
-if redis.call('EXISTS', ARGV[1] .. key) == 1 then return key end
+if redis.call('EXISTS', ARGV[1] .. key) == 1 then return {key, DROPPED} end
 redis.call('DEL', KEYS[1])
-return false
+return {false, DROPPED}
 """
+)
 
 # KEYS: stream; ARGV: entry id, prefix. The row, or nil (and the entry goes) if its value is
 # gone or the entry is not what PUT writes.
-ROW = """
-if redis.call('TYPE', KEYS[1]).ok ~= 'stream' then
-  redis.call('DEL', KEYS[1])
-  return false
-end
+ROW = (
+    _LIB
+    + """
+if not ensure(KEYS[1], 'stream') then return {false, DROPPED} end
 local entry = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])[1]
-if not entry then return false end
+if not entry then return {false, DROPPED} end
 local fields = entry[2]
 if #fields ~= 4 or fields[3] ~= 'k' then
   redis.call('XDEL', KEYS[1], ARGV[1])
-  return false
+  return {false, DROPPED}
 end
 local key = fields[4]
-if redis.call('TYPE', ARGV[2] .. key).ok == 'hash' then
+if ensure(ARGV[2] .. key, 'hash') then
   local row = redis.call('HMGET', ARGV[2] .. key, 's', 'w', 'h', 'a', 'q')
-  if row[1] and row[5] and row[5] .. '-0' == ARGV[1] then return {key, row[1], row[2], row[3], row[4]} end
+  if row[1] and row[5] and row[5] .. '-0' == ARGV[1] then
+    return {{key, row[1], row[2], row[3], row[4]}, DROPPED}
+  end
 end
 redis.call('XDEL', KEYS[1], ARGV[1])
-return false
+return {false, DROPPED}
 """
+)
 
 # KEYS: epoch; ARGV: a fresh epoch, used if there is none (new, flushed or restarted server) or
-# what is there is not a number (then every replica reloads). Returns {epoch, 1 if repaired}.
-EPOCH = """
-local kind = redis.call('TYPE', KEYS[1]).ok
-if kind == 'string' then
+# what is there is not a number (then every replica reloads).
+EPOCH = (
+    _LIB
+    + """
+if ensure(KEYS[1], 'string') then
   local epoch = redis.call('GET', KEYS[1])
-  if string.match(epoch, '^%d+$') and #epoch <= 19 then return {epoch, 0} end
+  if string.match(epoch, '^%d+$') and #epoch <= 19 then return {epoch, DROPPED} end
+  drop(KEYS[1], 'an epoch that is not a number')
 end
-redis.call('DEL', KEYS[1])
 redis.call('SET', KEYS[1], ARGV[1])
-return {ARGV[1], kind == 'none' and 0 or 1}
+return {ARGV[1], DROPPED}
 """
+)
 
 # KEYS: stats, recent latencies of the kind; ARGV: kind, ms, window.
 RECORD = (
     _LIB
     + """
-if not is(KEYS[1], 'hash') then redis.call('DEL', KEYS[1]) end
-if not is(KEYS[2], 'list') then redis.call('DEL', KEYS[2]) end
+ensure(KEYS[1], 'hash')
+ensure(KEYS[2], 'list')
 incr(KEYS[1], ARGV[1] .. ':n', 1)
 local ms = redis.call('HGET', KEYS[1], ARGV[1] .. ':ms')
 if ms and not tonumber(ms) then redis.call('HDEL', KEYS[1], ARGV[1] .. ':ms') end
 redis.call('HINCRBYFLOAT', KEYS[1], ARGV[1] .. ':ms', ARGV[2])
 redis.call('LPUSH', KEYS[2], ARGV[2])
 redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
-return 1
+return {1, DROPPED}
 """
 )
 
 # KEYS: lock; ARGV: owner, ttl ms. A lease: SET NX PX; a key there that is not a lease (the
 # wrong type, or no expiry: nothing this code writes) is dropped first.
-LOCK = """
-local kind = redis.call('TYPE', KEYS[1]).ok
-if kind ~= 'none' and (kind ~= 'string' or redis.call('PTTL', KEYS[1]) < 0) then
-  redis.call('DEL', KEYS[1])
+LOCK = (
+    _LIB
+    + """
+if ensure(KEYS[1], 'string') and redis.call('PTTL', KEYS[1]) < 0 then
+  drop(KEYS[1], 'a lease without an expiry')
 end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-return 0
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1, DROPPED} end
+return {0, DROPPED}
 """
+)
 
 # KEYS: lock; ARGV: owner[, ttl ms]. Only the owner may extend or release its lease.
-REFRESH = """
-if redis.call('TYPE', KEYS[1]).ok ~= 'string' or redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+REFRESH = (
+    _LIB
+    + """
+if not ensure(KEYS[1], 'string') or redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0, DROPPED} end
+return {redis.call('PEXPIRE', KEYS[1], ARGV[2]), DROPPED}
 """
-UNLOCK = """
-if redis.call('TYPE', KEYS[1]).ok ~= 'string' or redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-return redis.call('DEL', KEYS[1])
+)
+UNLOCK = (
+    _LIB
+    + """
+if not ensure(KEYS[1], 'string') or redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0, DROPPED} end
+return {redis.call('DEL', KEYS[1]), DROPPED}
 """
+)
