@@ -12,7 +12,8 @@ Four concerns:
   in-memory index in any process catches up by reading only what is new: `rows_after` and
   `changes_since`. An expired value not yet swept is never served;
 * locks: a per-key lease with an owner and an expiry, for single-flight;
-* counters: per-kind outcome counts, latency sums and recent latencies, for all processes.
+* counters: per-kind outcome counts, latency sums and recent latencies, for all processes,
+  as the caller records them (one per request).
 
 A backend that cannot log removals (Redis evicts and expires silently) must instead never
 hand out an alias or row whose value is gone: it deletes it when read, and in-memory indexes

@@ -507,10 +507,15 @@ class DiskStore:
             if victim is None:
                 return
             rowid, key, filename = victim
-            if filename is not None:  # first: on a full disk the delete needs room in the log
-                self._disk.remove(filename)
-            with self._transaction() as con:
-                con.execute("DELETE FROM Cache WHERE rowid = ? AND key = ?", (rowid, key))
+            try:  # the row first, as everywhere: a kill between the two leaves an orphan file
+                self._delete_values("rowid = ? AND key = ?", (rowid, key))
+            except (sqlite3.Error, OSError) as error:
+                if not out_of_space(error) or filename is None:
+                    raise
+                self._end_failed_transaction()
+                self._disk.remove(filename)  # the disk is full: free its blocks for the log first
+                with self._transaction() as con:
+                    con.execute("DELETE FROM Cache WHERE rowid = ? AND key = ?", (rowid, key))
 
     def _over_budget(self, incoming: int) -> bool:
         if self.footprint() + incoming > self.size_limit:
