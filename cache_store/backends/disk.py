@@ -688,9 +688,10 @@ class DiskStore:
         """Roll back what a failed statement left open (SQLite keeps a transaction open after
         some errors, and diskcache's own COMMIT may fail), so this thread's next call starts clean."""
         held = getattr(self._local, "held", None)
-        if held is not None and held.pid == os.getpid() and held.con.in_transaction:
-            with suppress(sqlite3.Error):
-                held.con.execute("ROLLBACK")
+        if held is not None and held.pid == os.getpid():
+            with suppress(sqlite3.Error):  # a closed connection, say: nothing to roll back
+                if held.con.in_transaction:
+                    held.con.execute("ROLLBACK")
 
     def _current_identity(self) -> tuple[int, int, int, int]:
         directory, database = os.stat(self.directory), os.stat(self.directory / DBNAME)
