@@ -78,6 +78,8 @@ WAL_SHARE = 1 / 64
 WAL_BOUNDS = (64 << 10, 4 << 20)
 #: A checkpoint that would wait longer for readers is skipped (tried again on a later write).
 CHECKPOINT_WAIT_MS = 50
+#: Recording a hit's use waits no longer than this for another writer, then is skipped.
+TOUCH_WAIT_MS = 50
 SQLITE_FILES = (DBNAME, DBNAME + "-wal", DBNAME + "-shm")
 #: A corrupt store's SQLite files are moved into a folder named so, inside its directory.
 QUARANTINE_PREFIX = "corrupt-"
@@ -271,8 +273,13 @@ class DiskStore:
             " WHERE key = ? AND raw = 1"
         )
         args = (now, owner, key, owner, PROTECTED, key)
-        if not pin:
-            self._con().execute(promote, args)
+        if not pin:  # a hit is not kept waiting for a busy database: its use goes unrecorded
+            con = self._con()
+            con.execute(f"PRAGMA busy_timeout = {TOUCH_WAIT_MS}")
+            try:
+                con.execute(promote, args)
+            finally:
+                con.execute(f"PRAGMA busy_timeout = {int(SQLITE_TIMEOUT_S * 1000)}")
             return
         with self._transaction() as con:
             con.execute(promote, args)
