@@ -17,6 +17,15 @@ store call raises is logged with its traceback and is a miss too.
 A value that fails its checksum or was not written by this code is discarded on sight and
 recomputed by the request that met it.
 
+What the byte budget evicts first is decided by segment (`segments`): results that were
+served again, to another client than the one that stored them, outlive a flood of one-off
+misses, and pinned results (the app's examples) are never evicted. So lookups take the
+`client` who asks, and `pinned` for what must stay.
+
+Statistics count what the caller records (`record`): one outcome per request, with the
+latency the caller reports to its user. Lookups record nothing themselves: the cache sees
+only part of a request, and some lookups (a warm-up) are not visitors'.
+
 A housekeeping thread per process sweeps expired entries every `sweep_interval` seconds,
 whether or not anyone writes, and notices within `IDENTITY_CHECK_S` that the cache
 directory was deleted or replaced, then opens a fresh store there instead of writing into
@@ -31,7 +40,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -39,7 +48,8 @@ from .backends import as_location, open_backend
 from .envelope import EnvelopeError, pack, unpack
 from .fingerprint import Fingerprint
 from .fuzzy_tier import FuzzyTier
-from .lookup import Kind, Lookup, Meta
+from .lookup import KINDS, Kind, Lookup, Meta
+from .segments import owner_of
 from .signature import SIZE as SIGNATURE_SIZE
 from .single_flight import KeyLease, poll_delays
 from .stats import CacheStats
@@ -72,10 +82,11 @@ class ResultCache:
     using it, or the Redis server that a redis:// (rediss://, unix://) URL names, shared by
     every replica using it (its byte budget is then Redis' maxmemory).
 
-    `size_limit` bytes (LRU eviction), `ttl` seconds per entry (0 keeps entries until
-    evicted), `threshold` pHash bits for fuzzy candidates, `lock_ttl` seconds that a dead
-    computation can hold up others computing the same key, `sweep_interval` seconds between
-    sweeps of expired entries.
+    `size_limit` bytes (evicted by segment, least recently used first: `segments`), `ttl`
+    seconds per entry (0 keeps entries until evicted; pinned entries do not expire),
+    `threshold` pHash bits for fuzzy candidates, `lock_ttl` seconds that a dead computation
+    can hold up others computing the same key, `sweep_interval` seconds between sweeps of
+    expired entries.
     """
 
     def __init__(
@@ -133,14 +144,19 @@ class ResultCache:
 
     # -- lookups --------------------------------------------------------------------------
 
-    def lookup_raw(self, namespace: str, raw_sha: str) -> Lookup | None:
-        """Exact hit by the upload file's sha256, before any decoding."""
+    def lookup_raw(
+        self, namespace: str, raw_sha: str, *, client: str | None = None, pinned: bool = False
+    ) -> Lookup | None:
+        """Exact hit by the upload file's sha256, before any decoding.
+
+        `client` says who asks (a session, an API client): a hit protects the entry from
+        eviction when it was stored by another client (or either is unknown). `pinned` pins
+        the entry found (see `put`).
+        """
         started = time.perf_counter()
         nsid = namespace_id(namespace)
-        hit = self._guarded(lambda store, _: self._by_alias(store, nsid, raw_sha, started), None)
-        if hit is not None:
-            self._record(hit)
-        return hit
+        visit = _Visit(owner_of(client), pinned)
+        return self._guarded(lambda store, _: self._by_alias(store, nsid, raw_sha, started, visit), None)
 
     def lookup(
         self,
@@ -150,6 +166,8 @@ class ResultCache:
         threshold: int | None = None,
         pixel_key: Callable[[], str] | None = None,
         min_source_side: int = 0,
+        client: str | None = None,
+        pinned: bool = False,
     ) -> Lookup | None:
         """Exact hit by raw or pixel sha256, else the nearest verified pHash match whose
         source picture's longer side is at least `min_source_side` (a caller that would have
@@ -158,22 +176,18 @@ class ResultCache:
         For a fingerprint without `pixel_sha` (made from a preview), `pixel_key()` gives it
         when a candidate's signature is identical to the upload's, so that the same picture
         in another container (metadata stripped, re-saved losslessly) is reported as an
-        exact hit; it is called for nothing else. A miss is not counted in `stats()`: the
-        caller goes on to `get_or_compute`, which counts the request once, whatever its
-        outcome.
+        exact hit; it is called for nothing else. `client` and `pinned` as for `lookup_raw`.
         """
         started = time.perf_counter()
         limit = self.threshold if threshold is None else threshold
         namespace_id(namespace)  # a caller's mistake raises here, outside the error boundary
-        hit = self._guarded(
+        visit = _Visit(owner_of(client), pinned)
+        return self._guarded(
             lambda store, tier: self._find(
-                store, tier, namespace, fingerprint, limit, started, pixel_key, min_source_side
+                store, tier, namespace, fingerprint, limit, started, visit, pixel_key, min_source_side
             ),
             None,
         )
-        if hit is not None:
-            self._record(hit)
-        return hit
 
     def get_or_compute(
         self,
@@ -183,6 +197,8 @@ class ResultCache:
         *,
         stored: Callable[[], Fingerprint] | None = None,
         min_source_side: int = 0,
+        client: str | None = None,
+        pinned: bool = False,
     ) -> Lookup:
         """A hit, or `compute()` run once however many threads and processes ask at once.
 
@@ -191,23 +207,25 @@ class ResultCache:
         its compute raises, a waiter takes over. Without a usable store, just computes.
         `fingerprint` needs its `pixel_sha`. The entry is stored under `stored()`, called
         after `compute` (a `calibrated` fingerprint, so it can be a near-duplicate
-        target), or under `fingerprint` itself. `min_source_side` as for `lookup`.
+        target), or under `fingerprint` itself. `min_source_side` as for `lookup`; `client`
+        and `pinned` as for `lookup_raw` and `put`.
         """
         started = time.perf_counter()
         namespace_id(namespace)
         _require_pixel_key(fingerprint)
+        visit = _Visit(owner_of(client), pinned)
 
         def find() -> Lookup | None:
             return self._guarded(
                 lambda s, t: self._find(
-                    s, t, namespace, fingerprint, self.threshold, started, None, min_source_side
+                    s, t, namespace, fingerprint, self.threshold, started, visit, None, min_source_side
                 ),
                 None,
             )
 
         hit = find()
         if hit is not None:
-            return self._record(hit)
+            return hit
         lease = self._guarded(lambda store, _: self._lease(store, namespace, fingerprint), None)
         delays = poll_delays()
         while lease is not None:
@@ -218,13 +236,13 @@ class ResultCache:
                 with lease:
                     hit = find()  # someone may have finished between our lookup and the lease
                     if hit is None:
-                        return self._compute(namespace, fingerprint, compute, stored, started)
-                return self._record(_coalesced(hit, started))
+                        return self._compute(namespace, fingerprint, compute, stored, started, client, pinned)
+                return _coalesced(hit, started)
             time.sleep(next(delays))
             hit = find()
             if hit is not None:
-                return self._record(_coalesced(hit, started))
-        return self._compute(namespace, fingerprint, compute, stored, started)
+                return _coalesced(hit, started)
+        return self._compute(namespace, fingerprint, compute, stored, started, client, pinned)
 
     def put(
         self,
@@ -232,11 +250,17 @@ class ResultCache:
         fingerprint: Fingerprint,
         value: bytes,
         meta: Meta,
+        *,
+        client: str | None = None,
+        pinned: bool = False,
     ) -> None:
         """Store `value` (+ JSON-able `meta`) for this fingerprint; a failed write is only logged.
 
         The entry is served as a near-duplicate only if `fingerprint` is `calibrated`;
-        otherwise it is found by its keys only. Storing again replaces the entry.
+        otherwise it is found by its keys only. Storing again replaces the entry and keeps
+        the segment it earned. `client` is who stored it (a hit by the same client does not
+        protect it). `pinned` keeps it out of eviction and expiry, within the pinned share
+        of the budget: for the app's own pictures (its examples), never for visitors' uploads.
         """
         if not isinstance(value, (bytes, bytearray, memoryview)):
             raise TypeError(f"cached values must be bytes, not {type(value).__name__}")
@@ -245,7 +269,7 @@ class ResultCache:
         entry = Entry(
             key=_value_key(nsid, pixel_sha),
             blob=pack(bytes(value), dict(meta), (fingerprint.width, fingerprint.height)),
-            expire=self.ttl if self.ttl > 0 else None,
+            expire=self._ttl_or_none,
             alias=_alias_key(nsid, fingerprint.raw_sha) if fingerprint.raw_sha else None,
             namespace=nsid,
             phash=fingerprint.phash,
@@ -253,16 +277,28 @@ class ResultCache:
             width=fingerprint.width,
             height=fingerprint.height,
             has_alpha=fingerprint.has_alpha,
+            pinned=pinned,
+            owner=owner_of(client),
         )
         self._guarded(lambda store, _: self._write(store, entry), None)
 
     # -- statistics and housekeeping ------------------------------------------------------
 
-    def stats(self) -> CacheStats:
-        """Counts over every process sharing the store (since the last `clear()`).
+    def record(self, kind: Kind, latency_ms: float) -> None:
+        """Count one request whose outcome was `kind`, which took `latency_ms` (the time its
+        user saw, from the request's arrival). The cache records nothing by itself: call this
+        once per visitor request, and not for work of the app's own (a warm-up). A store
+        that cannot count now (a full disk, Redis down) loses the count, never the request.
+        """
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        if not (latency_ms >= 0 and latency_ms != float("inf")):
+            raise ValueError(f"latency must be a finite number of milliseconds >= 0, not {latency_ms!r}")
+        self._guarded(lambda store, _: store.record(kind, float(latency_ms)), None)
 
-        Each request counts once: a hit where it was found, or the outcome of
-        `get_or_compute`. Latencies are kept for the latest 1024 requests of each kind.
+    def stats(self) -> CacheStats:
+        """Counts over every process sharing the store (since the last `clear()`): what
+        `record` was given. Latencies are kept for the latest 1024 requests of each kind.
         """
         return CacheStats.of(
             self._guarded(lambda store, _: store.counters(), {}),
@@ -302,25 +338,28 @@ class ResultCache:
         fp: Fingerprint,
         threshold: int,
         started: float,
+        visit: _Visit,
         pixel_key: Callable[[], str] | None = None,
         min_source_side: int = 0,
     ) -> Lookup | None:
         nsid = namespace_id(namespace)
         if fp.raw_sha:
-            hit = self._by_alias(store, nsid, fp.raw_sha, started)
+            hit = self._by_alias(store, nsid, fp.raw_sha, started, visit)
             if hit is not None:
                 return hit
         if fp.pixel_sha is not None:
-            found = self._read(store, _value_key(nsid, fp.pixel_sha))
+            found = self._read(store, _value_key(nsid, fp.pixel_sha), visit)
             if found is not None:
                 return _answer("exact", found, 0, self.threshold, started)
-        return self._fuzzy(store, tier, nsid, fp, threshold, started, pixel_key, min_source_side)
+        return self._fuzzy(store, tier, nsid, fp, threshold, started, visit, pixel_key, min_source_side)
 
-    def _by_alias(self, store: Store, nsid: str, raw_sha: str, started: float) -> Lookup | None:
+    def _by_alias(
+        self, store: Store, nsid: str, raw_sha: str, started: float, visit: _Visit
+    ) -> Lookup | None:
         key = store.resolve(_alias_key(nsid, raw_sha))
         if key is None:
             return None
-        found = self._read(store, key)
+        found = self._read(store, key, visit)
         if found is None:
             store.discard(key)  # an alias outliving its value: drop both
             return None
@@ -334,6 +373,7 @@ class ResultCache:
         fp: Fingerprint,
         threshold: int,
         started: float,
+        visit: _Visit,
         pixel_key: Callable[[], str] | None,
         min_source_side: int,
     ) -> Lookup | None:
@@ -360,7 +400,7 @@ class ResultCache:
                 continue
             if refused is not None:
                 continue
-            found = self._read(store, row.key)
+            found = self._read(store, row.key, visit)
             if found is None:  # a row whose value is gone: a miss, and the row goes
                 store.discard(row.key)
                 tier.forget(nsid, seq)
@@ -374,14 +414,30 @@ class ResultCache:
             return _answer("exact" if same else "fuzzy", found, 0 if same else distance, threshold, started)
         return None
 
-    def _read(self, store: Store, key: str) -> tuple[bytes, Meta, tuple[int, int]] | None:
+    def _read(self, store: Store, key: str, visit: _Visit) -> tuple[bytes, Meta, tuple[int, int]] | None:
+        """The entry to serve, or None; a served entry is then touched (its use recorded),
+        and a touch that fails (a full disk) still serves it."""
         try:
             blob = store.get(key)
-            return None if blob is None else unpack(blob)
+            found = None if blob is None else unpack(blob)
         except (MalformedEntry, EnvelopeError) as error:  # recomputed by the request that met it
             log.warning("result cache: dropping an unreadable entry (%s)", error)
             store.discard(key)
             return None
+        if found is not None:
+            try:
+                store.touch(key, visit.owner, pin=visit.pinned, ttl=self._ttl_or_none)
+            except StoreError as error:
+                self._warn(
+                    "touch",
+                    f"result cache: serving a hit whose use could not be recorded: {error}",
+                    fault=False,
+                )
+        return found
+
+    @property
+    def _ttl_or_none(self) -> float | None:
+        return self.ttl if self.ttl > 0 else None
 
     def _lease(self, store: Store, namespace: str, fp: Fingerprint) -> KeyLease:
         return KeyLease(store, f"{namespace_id(namespace)}:{fp.pixel_sha}", self.lock_ttl)
@@ -393,20 +449,17 @@ class ResultCache:
         compute: Callable[[], tuple[bytes, Meta]],
         stored: Callable[[], Fingerprint] | None,
         started: float,
+        client: str | None,
+        pinned: bool,
     ) -> Lookup:
         value, meta = compute()
-        self.put(namespace, stored() if stored is not None else fp, value, meta)
-        missed = Lookup(
+        self.put(namespace, stored() if stored is not None else fp, value, meta, client=client, pinned=pinned)
+        return Lookup(
             "miss", bytes(value), dict(meta), 0, self.threshold, _ms(started), (fp.width, fp.height)
         )
-        return self._record(missed)
 
     def _write(self, store: Store, entry: Entry) -> None:
         store.put(entry)
-
-    def _record(self, outcome: Lookup) -> Lookup:
-        self._guarded(lambda store, _: store.record(outcome.kind, outcome.latency_ms), None)
-        return outcome
 
     # -- the error boundary -----------------------------------------------------------------
 
@@ -495,6 +548,14 @@ class ResultCache:
             log.warning(message, exc_info=exc_info)
         if fault:
             self._last_fault = (now, message)
+
+
+@dataclass(frozen=True)
+class _Visit:
+    """Who asks (`segments.owner_of` the client) and whether the entry found is to be pinned."""
+
+    owner: str | None
+    pinned: bool
 
 
 def _answer(

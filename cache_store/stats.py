@@ -14,9 +14,10 @@ from .lookup import KINDS, Kind
 class CacheStats:
     """Counts over every process sharing the store, since its last `clear()`.
 
-    Each request counts once, under the kind of its outcome, so `lookups` is the sum of the
-    four counts. `mean_ms` and `p95_ms` map a kind to milliseconds (p95 over the store's
-    recent window) and hold only the kinds seen; a miss's time includes the computation.
+    What callers recorded (`ResultCache.record`): one outcome per request, under its kind,
+    so `lookups` is the sum of the four counts. `mean_ms` and `p95_ms` map a kind to the
+    latencies recorded with it, in milliseconds (p95 over the store's recent window), and
+    hold only the kinds seen; a miss's time includes the computation.
     `evictions` counts values removed by the size limit, the TTL or as unreadable;
     `entries` and `bytes` are the store's size; `healthy` is False while running uncached.
     """

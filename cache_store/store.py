@@ -2,15 +2,18 @@
 
 Four concerns:
 
-* exact tier: key -> bytes with a TTL and a byte size limit (LRU eviction), plus aliases
-  (raw-file key -> value key) that disappear together with their value;
+* exact tier: key -> bytes with a TTL and a byte size limit, plus aliases (raw-file key ->
+  value key) that disappear together with their value. Reading a value never writes (a full
+  disk still serves what it holds); `touch` then records the hit, and may fail unnoticed.
+  The budget evicts by segment (`segments`): probation, then protected, never pinned;
 * fuzzy rows: append-only, one per stored value, each with a store-wide increasing sequence
   number (so per namespace too). Whenever a value is deleted (evicted, swept after its TTL,
   discarded as unreadable), its row goes in the same step and the removal is logged, so an
   in-memory index in any process catches up by reading only what is new: `rows_after` and
   `changes_since`. An expired value not yet swept is never served;
 * locks: a per-key lease with an owner and an expiry, for single-flight;
-* counters: per-kind outcome counts, latency sums and recent latencies, for all processes.
+* counters: per-kind outcome counts, latency sums and recent latencies, for all processes,
+  as the caller records them (one per request).
 
 A backend that cannot log removals (Redis evicts and expires silently) must instead never
 hand out an alias or row whose value is gone: it deletes it when read, and in-memory indexes
@@ -62,7 +65,7 @@ class Entry:
 
     key: str
     blob: bytes
-    expire: float | None
+    expire: float | None  # seconds to live; a pinned entry's once it is unpinned
     alias: str | None
     namespace: str
     phash: int
@@ -70,6 +73,8 @@ class Entry:
     width: int
     height: int
     has_alpha: bool
+    pinned: bool = False
+    owner: str | None = None  # `segments.owner_of` the client that stored it
 
 
 @dataclass(frozen=True)
@@ -97,7 +102,16 @@ class Store(Protocol):
     """What `ResultCache` needs of a backend; every method may raise the `StoreError` family."""
 
     # exact tier
-    def get(self, key: str) -> bytes | None: ...
+    def get(self, key: str) -> bytes | None:
+        """The value, or None if it is gone or expired; never writes."""
+        ...
+
+    def touch(self, key: str, owner: str | None, *, pin: bool = False, ttl: float | None = None) -> None:
+        """Record that `key` was served: most recently used, and protected if it was in
+        probation and `owner` is not the one that stored it (or either is unknown); with
+        `pin`, pinned (`ttl`: what a pin unpinned to make room lives on, None: kept)."""
+        ...
+
     def resolve(self, alias: str) -> str | None: ...
     def put(self, entry: Entry) -> None: ...
     def discard(self, key: str) -> None: ...

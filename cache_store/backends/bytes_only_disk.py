@@ -23,6 +23,8 @@ import contextlib
 import logging
 import os
 import re
+import threading
+from collections.abc import Iterable
 
 from diskcache import Disk
 from diskcache.core import MODE_BINARY, MODE_RAW, UNKNOWN
@@ -45,6 +47,7 @@ class BytesOnlyDisk(Disk):  # type: ignore[misc]  # diskcache ships no type hint
     def __init__(self, directory: str, **kwargs: object) -> None:
         super().__init__(directory, **kwargs)
         self._root = os.path.realpath(directory)
+        self._written = threading.local()  # the value file this thread's last `store` wrote
         try:
             self.block = os.statvfs(directory).f_frsize or DEFAULT_BLOCK
         except (AttributeError, OSError):  # no statvfs (Windows)
@@ -64,7 +67,44 @@ class BytesOnlyDisk(Disk):  # type: ignore[misc]  # diskcache ships no type hint
         if read or type(value) is not bytes:
             raise TypeError(f"cache values must be bytes, not {type(value).__name__}")
         size, mode, filename, stored = super().store(value, read, key=key)
+        self._written.name = filename
         return (size if filename is None else self.on_disk(size)), mode, filename, stored
+
+    def forget_written(self) -> None:
+        self._written.name = None
+
+    def remove_written(self) -> None:
+        """Delete the value file this thread's last `store` wrote: its row was never committed."""
+        name, self._written.name = getattr(self._written, "name", None), None
+        if name is not None:
+            self.remove(name)
+
+    def _write(
+        self, full_path: str, iterator: Iterable[bytes], mode: str, encoding: str | None = None
+    ) -> int:
+        """diskcache's, except that a file whose writing failed (a full disk) is deleted, not
+        left half-written until the orphan sweep."""
+        for attempt in range(1, 11):
+            with contextlib.suppress(OSError):
+                os.makedirs(os.path.dirname(full_path))
+            try:  # another cache may have deleted the folder before the file could be opened
+                writer = open(full_path, mode, encoding=encoding)  # noqa: SIM115 (closed below)
+            except OSError:
+                if attempt == 10:
+                    raise
+                continue
+            try:
+                with writer:
+                    size = 0
+                    for chunk in iterator:
+                        size += len(chunk)
+                        writer.write(chunk)
+                return size
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.remove(full_path)
+                raise
+        raise AssertionError("unreachable")
 
     def fetch(self, mode: int, filename: str | None, value: object, read: bool) -> bytes:
         if not read and mode == MODE_RAW and type(value) is bytes:

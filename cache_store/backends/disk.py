@@ -18,7 +18,13 @@ Resources a long-running app must not leak or outgrow:
 * disk: the byte budget counts what the directory really takes: the SQLite file, its
   write-ahead log and shared-memory file as they are, and value files in whole blocks with
   their folders. The log is kept small (checkpointed after a budget-dependent size and
-  truncated when it outgrows it), and least recently used values go until the total fits;
+  truncated when it outgrows it), and values go by segment (`segments`, kept in diskcache's
+  `tag` column), least recently used first, until the total fits;
+* a full disk: values are read without writing (diskcache's LRU `get` writes the access
+  time, and a refused write must not turn a hit into a miss; `touch` records the hit after,
+  and may fail). The budget shrinks while the file system has less than its free-space
+  reserve left, so the cache never takes the last bytes that uploads and temporary files
+  need; a write refused for lack of space evicts to make room and is tried once more;
 * expired values: `expire` deletes them with their files (and files no row refers to);
   `discard` deletes a value's row and file even once it has expired (diskcache's own delete
   skips expired rows);
@@ -33,6 +39,7 @@ value and logged, and read as missing.
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import os
@@ -51,6 +58,7 @@ import numpy as np
 from diskcache.core import DBNAME
 
 from ..lookup import Kind
+from ..segments import PINNED_SHARE, PROTECTED_SHARE
 from ..store import Changes, Cursor, Entry, FuzzyRow, MalformedEntry, StoreCorrupt, StoreError
 from .bytes_only_disk import BytesOnlyDisk, RefusedValue
 
@@ -70,9 +78,21 @@ WAL_SHARE = 1 / 64
 WAL_BOUNDS = (64 << 10, 4 << 20)
 #: A checkpoint that would wait longer for readers is skipped (tried again on a later write).
 CHECKPOINT_WAIT_MS = 50
+#: Recording a hit's use waits no longer than this for another writer, then is skipped.
+TOUCH_WAIT_MS = 50
 SQLITE_FILES = (DBNAME, DBNAME + "-wal", DBNAME + "-shm")
 #: A corrupt store's SQLite files are moved into a folder named so, inside its directory.
 QUARANTINE_PREFIX = "corrupt-"
+#: Segments (`segments`) in diskcache's `tag` column; probation is NULL.
+PROTECTED, PINNED = 1, 2
+#: Free space the cache leaves on its file system for uploads and temporary files: the
+#: smaller of these bytes and this share of the file system. Below it, the budget shrinks.
+FREE_RESERVE = 256 << 20
+FREE_RESERVE_SHARE = 0.05
+#: SQLite's result code for "database or disk is full".
+SQLITE_FULL = 13
+#: What a value takes in the budget's count: a file's blocks, or the bytes of an inline row.
+_SIZE = "CASE WHEN filename IS NULL THEN length(value) ELSE size END"
 
 T = TypeVar("T")
 
@@ -85,9 +105,11 @@ CREATE TABLE IF NOT EXISTS cs_entry (
     signature BLOB NOT NULL,
     width INTEGER NOT NULL,
     height INTEGER NOT NULL,
-    has_alpha INTEGER NOT NULL
+    has_alpha INTEGER NOT NULL,
+    owner TEXT
 );
 CREATE INDEX IF NOT EXISTS cs_entry_ns_seq ON cs_entry (ns, seq);
+CREATE INDEX IF NOT EXISTS cs_cache_segment ON Cache (tag, access_time);
 CREATE TABLE IF NOT EXISTS cs_alias (alias TEXT PRIMARY KEY, value_key TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS cs_alias_value ON cs_alias (value_key);
 CREATE TABLE IF NOT EXISTS cs_removed (
@@ -135,6 +157,7 @@ def _translated(method: Callable[..., T]) -> Callable[..., T]:
         except RefusedValue as error:
             raise MalformedEntry(str(error)) from error
         except (sqlite3.Error, diskcache.Timeout, OSError) as error:
+            self._end_failed_transaction()
             if is_corruption(error):
                 raise StoreCorrupt(f"{self.directory / DBNAME}: {error}") from error
             raise StoreError(
@@ -223,8 +246,44 @@ class DiskStore:
 
     @_translated
     def get(self, key: str) -> bytes | None:
-        value = self._cache.get(key)
-        return None if value is None else bytes(value)
+        """The value, read without writing: a full disk still serves what it holds."""
+        found = (
+            self._con()
+            .execute(
+                "SELECT mode, filename, value FROM Cache WHERE key = ? AND raw = 1"
+                " AND (expire_time IS NULL OR expire_time > ?)",
+                (key, time.time()),
+            )
+            .fetchone()
+        )
+        if found is None:
+            return None
+        try:
+            mode, filename, value = found
+            return bytes(self._disk.fetch(mode, filename, value, False))
+        except FileNotFoundError:  # evicted meanwhile, or lost: the caller drops the row
+            return None
+
+    @_translated
+    def touch(self, key: str, owner: str | None, *, pin: bool = False, ttl: float | None = None) -> None:
+        now = time.time()
+        promote = (
+            "UPDATE Cache SET access_time = ?, tag = CASE WHEN tag IS NULL AND (? IS NULL OR"
+            " (SELECT owner FROM cs_entry WHERE value_key = ?) IS NOT ?) THEN ? ELSE tag END"
+            " WHERE key = ? AND raw = 1"
+        )
+        args = (now, owner, key, owner, PROTECTED, key)
+        if not pin:  # a hit is not kept waiting for a busy database: its use goes unrecorded
+            con = self._con()
+            con.execute(f"PRAGMA busy_timeout = {TOUCH_WAIT_MS}")
+            try:
+                con.execute(promote, args)
+            finally:
+                con.execute(f"PRAGMA busy_timeout = {int(SQLITE_TIMEOUT_S * 1000)}")
+            return
+        with self._transaction() as con:
+            con.execute(promote, args)
+            self._pin(con, key, ttl, now)
 
     @_translated
     def resolve(self, alias: str) -> str | None:
@@ -233,28 +292,21 @@ class DiskStore:
 
     @_translated
     def put(self, entry: Entry) -> None:
-        self._cache.set(entry.key, entry.blob, expire=entry.expire)
-        with self._transaction() as con:
-            # The value may already be evicted again by another process: then store nothing.
-            if not con.execute("SELECT 1 FROM Cache WHERE key = ? AND raw = 1", (entry.key,)).fetchone():
-                return
-            con.execute("DELETE FROM cs_entry WHERE value_key = ?", (entry.key,))
-            con.execute(
-                "INSERT INTO cs_entry (ns, value_key, phash, signature, width, height, has_alpha)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    entry.namespace,
-                    entry.key,
-                    _signed64(entry.phash),
-                    entry.signature,
-                    entry.width,
-                    entry.height,
-                    int(entry.has_alpha),
-                ),
-            )
-            if entry.alias is not None:
-                con.execute("INSERT OR REPLACE INTO cs_alias VALUES (?, ?)", (entry.alias, entry.key))
-            self._prune_removals(con)
+        """Store `entry` after making room for it; a write refused for lack of space evicts
+        what the file system needs and is tried once more."""
+        incoming = self._bytes_for(len(entry.blob))
+        self._evict_to_limit(incoming)
+        try:
+            self._write(entry)
+        except (sqlite3.Error, OSError) as error:
+            if not out_of_space(error):
+                raise
+            log.warning("result cache: the disk is full (%s); evicting to make room, then retrying", error)
+            self._end_failed_transaction()
+            self._evict_to_limit(
+                incoming + self._wal_limit
+            )  # the estimate fell short: the log needs room too
+            self._write(entry)
         self._evict_to_limit()
 
     @_translated
@@ -446,19 +498,83 @@ class DiskStore:
                 total += os.stat(self.directory / name).st_size
         return total
 
-    def _evict_to_limit(self) -> None:
-        """Delete least-recently-used values, one at a time, until the directory fits its
-        budget; an oversized write-ahead log is cut back first."""
+    def _evict_to_limit(self, incoming: int = 0) -> None:
+        """Make the directory fit its budget with `incoming` more bytes, and leave the file
+        system its free-space reserve: protected values over their share go back to
+        probation, an oversized write-ahead log is cut back, then values go one at a time,
+        least recently used first: probation, then protected, never pinned."""
+        self._demote_protected()
         wal_checked = False
-        while self.footprint() > self.size_limit:
+        while self._over_budget(incoming):
             if not wal_checked:
                 wal_checked = True
                 self._shrink_wal()
                 continue
-            oldest = self._con().execute("SELECT rowid FROM Cache ORDER BY access_time LIMIT 1").fetchone()
-            if oldest is None:
+            victim = self._victim()
+            if victim is None:
                 return
-            self._delete_values("rowid = ?", oldest)
+            rowid, key, filename = victim
+            try:  # the row first, as everywhere: a kill between the two leaves an orphan file
+                self._delete_values("rowid = ? AND key = ?", (rowid, key))
+            except (sqlite3.Error, OSError) as error:
+                if not out_of_space(error) or filename is None:
+                    raise
+                self._end_failed_transaction()
+                self._disk.remove(filename)  # the disk is full: free its blocks for the log first
+                with self._transaction() as con:
+                    con.execute("DELETE FROM Cache WHERE rowid = ? AND key = ?", (rowid, key))
+
+    def _over_budget(self, incoming: int) -> bool:
+        if self.footprint() + incoming > self.size_limit:
+            return True
+        room = self._room()
+        return room is not None and room < incoming
+
+    def _room(self) -> int | None:
+        """Free bytes on the file system beyond its reserve (negative: short of it); None if unknown."""
+        try:
+            fs = os.statvfs(self.directory)
+        except (AttributeError, OSError):  # no statvfs (Windows), or the directory is gone
+            return None
+        reserve = min(FREE_RESERVE, int(FREE_RESERVE_SHARE * fs.f_blocks * fs.f_frsize))
+        return fs.f_bavail * fs.f_frsize - reserve
+
+    def _victim(self) -> tuple[int, str, str | None] | None:
+        """The next value to evict: probation's least recently used (a tag this code does not
+        write counts as probation), then protected's."""
+        con = self._con()
+        for where in ("tag IS NULL", f"tag NOT IN ({PROTECTED}, {PINNED})", f"tag = {PROTECTED}"):
+            found = con.execute(
+                f"SELECT rowid, key, filename FROM Cache WHERE {where} ORDER BY access_time LIMIT 1"
+            ).fetchone()
+            if found is not None:
+                return found  # type: ignore[no-any-return]
+        return None
+
+    def _demote_protected(self) -> None:
+        """Send the least recently used protected values back to probation (keeping their
+        access time) until the protected share fits."""
+        con = self._con()
+        cap = int(PROTECTED_SHARE * self.size_limit)
+        (held,) = con.execute(
+            f"SELECT coalesce(sum({_SIZE}), 0) FROM Cache WHERE tag = ?", (PROTECTED,)
+        ).fetchone()
+        if held <= cap:
+            return
+        demoted = []
+        for rowid, size in con.execute(
+            f"SELECT rowid, {_SIZE} FROM Cache WHERE tag = ? ORDER BY access_time", (PROTECTED,)
+        ).fetchall():
+            if held <= cap:
+                break
+            demoted.append((rowid,))
+            held -= size
+        with self._transaction() as con:
+            con.executemany(f"UPDATE Cache SET tag = NULL WHERE rowid = ? AND tag = {PROTECTED}", demoted)
+
+    def _bytes_for(self, length: int) -> int:
+        """What a value of `length` bytes will take in the budget's count."""
+        return length if length < self._cache.disk_min_file_size else self._disk.on_disk(length)
 
     def _shrink_wal(self) -> None:
         """Checkpoint and truncate the log if it outgrew its limit; skipped while readers hold it."""
@@ -511,6 +627,79 @@ class DiskStore:
             if filename is not None:
                 self._disk.remove(filename)
 
+    def _write(self, entry: Entry) -> None:
+        """The value (keeping the segment it earned, if stored before), then its rows."""
+        held = self._con().execute("SELECT tag FROM Cache WHERE key = ? AND raw = 1", (entry.key,)).fetchone()
+        segment = held[0] if held is not None and held[0] in (PROTECTED, PINNED) else None
+        self._disk.forget_written()
+        try:
+            self._cache.set(
+                entry.key, entry.blob, expire=None if segment == PINNED else entry.expire, tag=segment
+            )
+        except BaseException:
+            self._disk.remove_written()  # the value file of a row that was never committed
+            raise
+        with self._transaction() as con:
+            # The value may already be evicted again by another process: then store nothing.
+            if not con.execute("SELECT 1 FROM Cache WHERE key = ? AND raw = 1", (entry.key,)).fetchone():
+                return
+            con.execute("DELETE FROM cs_entry WHERE value_key = ?", (entry.key,))
+            con.execute(
+                "INSERT INTO cs_entry (ns, value_key, phash, signature, width, height, has_alpha, owner)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    entry.namespace,
+                    entry.key,
+                    _signed64(entry.phash),
+                    entry.signature,
+                    entry.width,
+                    entry.height,
+                    int(entry.has_alpha),
+                    entry.owner,
+                ),
+            )
+            if entry.alias is not None:
+                con.execute("INSERT OR REPLACE INTO cs_alias VALUES (?, ?)", (entry.alias, entry.key))
+            if entry.pinned:
+                self._pin(con, entry.key, entry.expire, time.time())
+            self._prune_removals(con)
+
+    def _pin(self, con: sqlite3.Connection, key: str, ttl: float | None, now: float) -> None:
+        """Pin `key` (in a transaction), unpinning the least recently used pins while the
+        pinned share would overflow; a value too large for the share on its own is protected."""
+        found = con.execute(f"SELECT {_SIZE}, tag FROM Cache WHERE key = ? AND raw = 1", (key,)).fetchone()
+        if found is None or found[1] == PINNED:
+            return
+        size, cap = found[0], int(PINNED_SHARE * self.size_limit)
+        (pinned,) = con.execute(
+            f"SELECT coalesce(sum({_SIZE}), 0) FROM Cache WHERE tag = ?", (PINNED,)
+        ).fetchone()
+        while size <= cap < pinned + size:
+            rowid, freed = con.execute(
+                f"SELECT rowid, {_SIZE} FROM Cache WHERE tag = ? ORDER BY access_time LIMIT 1", (PINNED,)
+            ).fetchone()
+            con.execute(
+                "UPDATE Cache SET tag = ?, expire_time = ? WHERE rowid = ?",
+                (PROTECTED, None if ttl is None else now + ttl, rowid),
+            )
+            pinned -= freed
+        if size > cap:
+            log.warning(
+                "result cache: a %d-byte value is too large to pin (the pinned share is %d)", size, cap
+            )
+            con.execute("UPDATE Cache SET tag = ? WHERE key = ? AND raw = 1", (PROTECTED, key))
+            return
+        con.execute("UPDATE Cache SET tag = ?, expire_time = NULL WHERE key = ? AND raw = 1", (PINNED, key))
+
+    def _end_failed_transaction(self) -> None:
+        """Roll back what a failed statement left open (SQLite keeps a transaction open after
+        some errors, and diskcache's own COMMIT may fail), so this thread's next call starts clean."""
+        held = getattr(self._local, "held", None)
+        if held is not None and held.pid == os.getpid():
+            with suppress(sqlite3.Error):  # a closed connection, say: nothing to roll back
+                if held.con.in_transaction:
+                    held.con.execute("ROLLBACK")
+
     def _current_identity(self) -> tuple[int, int, int, int]:
         directory, database = os.stat(self.directory), os.stat(self.directory / DBNAME)
         return directory.st_dev, directory.st_ino, database.st_dev, database.st_ino
@@ -529,15 +718,19 @@ class DiskStore:
         con.execute(begin)
         try:
             yield con
+            con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            if con.in_transaction:  # SQLite may have rolled back already (a full disk, say)
+                con.execute("ROLLBACK")
             raise
-        con.execute("COMMIT")
 
     def _create_schema(self) -> None:
         con = self._con()
         try:  # executescript commits first, so the script carries its own transaction
-            con.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+            con.executescript("BEGIN IMMEDIATE;" + _SCHEMA)
+            if "owner" not in {column[1] for column in con.execute("PRAGMA table_info(cs_entry)")}:
+                con.execute("ALTER TABLE cs_entry ADD COLUMN owner TEXT")  # a store of an older version
+            con.execute("COMMIT")
         except BaseException:
             if con.in_transaction:
                 con.execute("ROLLBACK")
@@ -606,6 +799,15 @@ def remove_quarantined(directory: Path) -> None:
     """Delete the stores moved aside in `directory`."""
     for folder in directory.glob(QUARANTINE_PREFIX + "*"):
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def out_of_space(error: BaseException) -> bool:
+    """The write failed because the disk (or the user's quota) is full."""
+    if isinstance(error, OSError):
+        return error.errno in (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(error, sqlite3.Error):
+        return getattr(error, "sqlite_errorcode", None) == SQLITE_FULL or "disk is full" in str(error)
+    return False
 
 
 def _signed64(value: int) -> int:

@@ -4,25 +4,37 @@ Keys, all under one prefix (default ``rc:``; give the cache its own Redis instan
 
 * ``v:<ns>:<pixel sha>`` hash: ``b`` the stored blob (raw bytes, never pickled) and the
   entry's fuzzy row: ``s`` signature, ``w h a`` size and alpha, ``q`` sequence number,
-  ``n`` namespace, ``r`` alias. Value and row are one key: Redis evicts or expires both at once.
-* ``r:<ns>:<raw sha>`` string: the alias (upload file sha -> value key), with the value's TTL.
+  ``n`` namespace, ``r`` alias; and its place in the budget: ``g`` segment, ``e`` deadline
+  (ms), ``o`` owner, ``z`` bytes. Value and row are one key: Redis evicts or expires both at once.
+* ``r:<ns>:<raw sha>`` string: the alias (upload file sha -> value key), expiring with its value.
 * ``x:<ns>`` stream: one entry per put, id ``<seq>-0``, fields ``p`` (pHash, 8 bytes big
   endian) and ``k`` (value key). Each replica's in-memory index pulls the entries after its last seq.
   A seq is Redis' clock in microseconds (kept increasing), so the stream is trimmed by age
-  (``MINID`` = now - TTL) on every put; with TTL 0, by length.
+  (``MINID`` = now - TTL) on every put; with TTL 0, by length. (So a pinned entry's row, too,
+  lasts one TTL: after that it is found by its keys only.)
 * ``seq``, ``epoch``, ``namespaces``, ``stats`` (counters), ``lat:<kind>`` (recent
-  latencies), ``lock:<key>`` (single-flight leases: SET NX PX, token-checked release).
+  latencies), ``lock:<key>`` (single-flight leases: SET NX PX, token-checked release), and
+  the segments' ``hot``, ``pin``, ``due``, ``seg`` (`redis_scripts`).
 
-Byte budget: Redis' own ``maxmemory`` with ``maxmemory-policy allkeys-lru``, so Redis
-evicts any key, silently. Hence there is no removal log: resolving an alias or reading a
-stream entry checks, in the same Lua call, that its value still exists and deletes the alias
-or entry if not (a miss), and replicas forget such rows when a lookup meets them. Losing a
-bookkeeping key costs at most a reload: a new ``epoch`` makes every replica reload its
-index; a lost ``seq`` is recovered from the clock and the stream's last id.
+Byte budget: Redis' own ``maxmemory`` with ``maxmemory-policy volatile-lru``. Only keys with
+an expiry may be evicted, and only probation entries (and their aliases) have one, so Redis
+evicts the least recently used of probation and never a protected or pinned entry (see
+`segments`); their shares are taken of ``maxmemory``, which the store reads at start and at
+every sweep, and a protected entry's TTL is enforced by the sweep and by `get`. Bookkeeping
+keys have no expiry either, so they are never evicted. Under ``allkeys-lru`` everything
+still works, as a plain LRU.
+
+Redis evicts silently, so there is no removal log: resolving an alias or reading a stream
+entry checks, in the same Lua call, that its value still exists and deletes the alias or
+entry if not (a miss), and replicas forget such rows when a lookup meets them. A new
+``epoch`` makes every replica reload its index; a lost ``seq`` is recovered from the clock
+and the stream's last id.
 
 Malformed entries (a tampered stream entry, a row field that is not what `put` wrote) are
-deleted where they are met and logged, and read as missing; redis-py's errors become the
-store's own (`StoreUnavailable`, `RedisCommandError`).
+deleted where they are met and logged, and read as missing. A key of the store's own that
+holds another type (or an ``epoch`` or counter that is not a number) is dropped where it is
+met and the call tried once more, with one log line: no such key can switch a tier off.
+redis-py's errors become the store's own (`StoreUnavailable`, `RedisCommandError`).
 
 Outages: sockets time out fast and one failed call makes every call fail at once with
 `StoreUnavailable` until `Backoff` lets a retry through, so a dead Redis adds at most one
@@ -35,9 +47,9 @@ import logging
 import re
 import secrets
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -46,10 +58,27 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ..lookup import KINDS, Kind
+from ..segments import PINNED_SHARE, PROTECTED_SHARE
 from ..store import Changes, Cursor, Entry, FuzzyRow, StoreError, StoreUnavailable
 from .backoff import Backoff
+from .redis_scripts import (
+    DISCARD,
+    EPOCH,
+    LOCK,
+    PUT,
+    RECORD,
+    REFRESH,
+    RESOLVE,
+    ROW,
+    ROWS_AFTER,
+    SWEEP,
+    TOUCH,
+    UNLOCK,
+)
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 DEFAULT_PREFIX = "rc:"
 #: A request must not hang on a dead, frozen or unreachable server; a 2 MB value over a
@@ -64,121 +93,27 @@ ROWS_PER_READ = 10_000
 ROWS_KEPT = 4_000_000
 #: Recent latencies kept per kind for the p95.
 LATENCY_WINDOW = 1024
+#: Protected entries past their deadline deleted per sweep call (the sweep repeats).
+SWEEP_BATCH = 500
+#: What an entry costs Redis beyond its value key (its alias and stream entry), roughly.
+ENTRY_OVERHEAD = 256
+#: The eviction policy that keeps protected and pinned entries (see the module docstring).
+POLICY = "volatile-lru"
 _PHASH = struct.Struct(">Q")
-_BOOKKEEPING = ("seq", "epoch", "namespaces", "stats", *(f"lat:{kind}" for kind in KINDS))
-
-# KEYS: value, stream, seq, stats, namespaces[, alias]
-# ARGV: blob, signature, width, height, alpha, phash, ttl ms, rows kept, key, alias, namespace
-_PUT = """
-local t = redis.call('TIME')
-local seq = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local last = tonumber(redis.call('GET', KEYS[3]) or '0')
-if last >= seq then seq = last + 1 end
-local tail = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1]
-if tail then
-  local top = tonumber(string.match(tail[1], '^(%d+)'))
-  if top >= seq then seq = top + 1 end
-end
-local id = string.format('%.0f', seq)
-redis.call('SET', KEYS[3], id)
-local old = redis.call('HGET', KEYS[1], 'q')
-if old then redis.call('XDEL', KEYS[2], old .. '-0') end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'b', ARGV[1], 's', ARGV[2], 'w', ARGV[3], 'h', ARGV[4], 'a', ARGV[5],
-           'q', id, 'n', ARGV[11], 'r', ARGV[10])
-local ttl = tonumber(ARGV[7])
-if ttl > 0 then
-  redis.call('PEXPIRE', KEYS[1], ttl)
-  local oldest = string.format('%.0f', math.max(1, seq - ttl * 1000))
-  redis.call('XADD', KEYS[2], 'MINID', '~', oldest, id .. '-0', 'p', ARGV[6], 'k', ARGV[9])
-else
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[8], id .. '-0', 'p', ARGV[6], 'k', ARGV[9])
-end
-if KEYS[6] then
-  if ttl > 0 then redis.call('SET', KEYS[6], ARGV[9], 'PX', ttl) else redis.call('SET', KEYS[6], ARGV[9]) end
-  redis.call('HINCRBY', KEYS[4], 'aliased', 1)
-end
-redis.call('HINCRBY', KEYS[4], 'puts', 1)
-redis.call('SADD', KEYS[5], ARGV[11])
-return id
-"""
-
-# KEYS: stream; ARGV: first id (or '-'), count. Seqs as text and pHashes as 8-byte words,
-# each joined into one string: a replica parses 10k rows in two numpy calls. An entry that is
-# not what _PUT writes (id <seq>-0, fields p = 8 bytes and k) is deleted and counted.
-# Returns {seqs, hashes, entries read, entries dropped, last id read}.
-_ROWS_AFTER = """
-local entries = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])
-local seqs, hashes, dropped, last = {}, {}, 0, ''
-for _, entry in ipairs(entries) do
-  local id, fields = entry[1], entry[2]
-  last = id
-  local seq = string.match(id, '^(%d+)%-0$')
-  if seq and #seq <= 18 and #fields == 4 and fields[1] == 'p' and #fields[2] == 8 and fields[3] == 'k' then
-    seqs[#seqs + 1] = seq
-    hashes[#hashes + 1] = fields[2]
-  else
-    redis.call('XDEL', KEYS[1], id)
-    dropped = dropped + 1
-  end
-end
-return {table.concat(seqs, ' '), table.concat(hashes), #entries, dropped, last}
-"""
-
-# KEYS: alias; ARGV: prefix. The value key, or nil (and the alias goes) if the value is gone.
-_RESOLVE = """
-local key = redis.call('GET', KEYS[1])
-if not key then return false end
-if redis.call('EXISTS', ARGV[1] .. key) == 1 then return key end
-redis.call('DEL', KEYS[1])
-return false
-"""
-
-# KEYS: stream; ARGV: entry id, prefix. The row, or nil (and the entry goes) if its value is
-# gone or the entry is not what _PUT writes.
-_ROW = """
-local entry = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])[1]
-if not entry then return false end
-local fields = entry[2]
-if #fields ~= 4 or fields[3] ~= 'k' then
-  redis.call('XDEL', KEYS[1], ARGV[1])
-  return false
-end
-local key = fields[4]
-local row = redis.call('HMGET', ARGV[2] .. key, 's', 'w', 'h', 'a', 'q')
-if row[1] and row[5] and row[5] .. '-0' == ARGV[1] then return {key, row[1], row[2], row[3], row[4]} end
-redis.call('XDEL', KEYS[1], ARGV[1])
-return false
-"""
-
-# KEYS: value; ARGV: prefix, key. The value, its stream entry and its alias.
-_DISCARD = """
-local row = redis.call('HMGET', KEYS[1], 'q', 'n', 'r')
-redis.call('DEL', KEYS[1])
-if row[1] then redis.call('XDEL', ARGV[1] .. 'x:' .. row[2], row[1] .. '-0') end
-if row[3] and row[3] ~= '' and redis.call('GET', ARGV[1] .. row[3]) == ARGV[2] then
-  redis.call('DEL', ARGV[1] .. row[3])
-end
-return 1
-"""
-
-# KEYS: epoch; ARGV: a fresh epoch, used only if there is none (new, flushed or restarted server).
-_EPOCH = """
-local epoch = redis.call('GET', KEYS[1])
-if epoch then return epoch end
-redis.call('SET', KEYS[1], ARGV[1])
-return ARGV[1]
-"""
-
-# KEYS: lock; ARGV: owner[, ttl ms]. Only the owner may extend or release its lease.
-_REFRESH = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-"""
-_UNLOCK = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-return redis.call('DEL', KEYS[1])
-"""
+#: The store's own keys and the type each must have; a key holding another type is dropped.
+_TYPES = {
+    "seq": b"string",
+    "epoch": b"string",
+    "namespaces": b"set",
+    "stats": b"hash",
+    "hot": b"zset",
+    "pin": b"zset",
+    "due": b"zset",
+    "seg": b"hash",
+    **{f"lat:{kind}": b"list" for kind in KINDS},
+}
+_BOOKKEEPING = tuple(_TYPES)
+_KEY_TYPES = (("v:", b"hash"), ("r:", b"string"), ("x:", b"stream"), ("lock:", b"string"))
 
 
 class RedisCommandError(StoreError):
@@ -202,58 +137,84 @@ class RedisStore:
             retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
         )
         self._backoff = Backoff()
-        script = self._client.register_script
-        self._put, self._resolve, self._row = script(_PUT), script(_RESOLVE), script(_ROW)
-        self._discard, self._epoch, self._rows_after = script(_DISCARD), script(_EPOCH), script(_ROWS_AFTER)
-        self._refresh, self._unlock = script(_REFRESH), script(_UNLOCK)
+        self._budget = 0  # maxmemory as last read; 0: none (the segments' shares are unbounded)
+        script = self._script
+        self._put, self._touch, self._discard = script(PUT), script(TOUCH), script(DISCARD)
+        self._sweep, self._resolve, self._row = script(SWEEP), script(RESOLVE), script(ROW)
+        self._epoch, self._rows_after, self._record = script(EPOCH), script(ROWS_AFTER), script(RECORD)
+        self._lock, self._refresh, self._unlock = script(LOCK), script(REFRESH), script(UNLOCK)
 
     # -- exact tier ---------------------------------------------------------------------
 
     def get(self, key: str) -> bytes | None:
-        with self._call():
-            return self._client.hget(self._k(key), "b")
+        """The value, or None if it is gone or past its deadline (a protected entry that the
+        sweep has not reached yet)."""
+
+        def read() -> tuple[bytes | None, bytes | None, int]:
+            pipe = self._client.pipeline(transaction=False)
+            (blob, deadline), (seconds, micros) = pipe.hmget(self._k(key), "b", "e").time().execute()
+            return blob, deadline, seconds * 1000 + micros // 1000
+
+        blob, deadline, now = self._do(read, self._k(key))
+        if blob is None or not deadline:
+            return blob
+        try:
+            return blob if int(deadline) > now else None
+        except ValueError:  # not what `put` wrote: read as missing, and the caller drops it
+            return None
+
+    def touch(self, key: str, owner: str | None, *, pin: bool = False, ttl: float | None = None) -> None:
+        protected, pinned = self._caps()
+        args: list[str | int] = [
+            self._prefix,
+            key,
+            owner or "",
+            int(pin),
+            _ms(ttl) if ttl else 0,
+            protected,
+            pinned,
+        ]
+        self._do(lambda: self._touch(keys=[self._k(key)], args=args))
 
     def resolve(self, alias: str) -> str | None:
-        with self._call():
-            key = self._resolve(keys=[self._k(alias)], args=[self._prefix])
+        key = self._do(lambda: self._resolve(keys=[self._k(alias)], args=[self._prefix]))
         if key is None:
             return None
         try:
-            return key.decode("ascii")
+            return str(key.decode("ascii"))
         except UnicodeDecodeError:  # not a key `put` wrote: the alias goes
             log.warning("result cache: dropping an alias to a malformed key %r", key[:80])
-            with self._call():
-                self._client.delete(self._k(alias))
+            self._do(lambda: self._client.delete(self._k(alias)))
             return None
 
     def put(self, entry: Entry) -> None:
-        keys = [
-            self._k(entry.key),
-            self._stream(entry.namespace),
-            *map(self._k, ("seq", "stats", "namespaces")),
-        ]
+        keys = [self._k(entry.key), self._stream(entry.namespace)]
         if entry.alias is not None:
             keys.append(self._k(entry.alias))
-        ttl_ms = max(1, round(entry.expire * 1000)) if entry.expire else 0
+        protected, pinned = self._caps()
         args: list[bytes | str | int] = [
+            self._prefix,
             entry.blob,
             entry.signature,
             entry.width,
             entry.height,
             int(entry.has_alpha),
             _PHASH.pack(entry.phash),
-            ttl_ms,
+            _ms(entry.expire) if entry.expire else 0,
             ROWS_KEPT,
             entry.key,
             entry.alias or "",
             entry.namespace,
+            entry.owner or "",
+            int(entry.pinned),
+            ENTRY_OVERHEAD,
+            protected,
+            pinned,
         ]
-        with self._call():
-            self._put(keys=keys, args=args)
+        self._do(lambda: self._put(keys=keys, args=args))
 
     def discard(self, key: str) -> None:
-        with self._call():
-            self._discard(keys=[self._k(key)], args=[self._prefix, key])
+        self._do(lambda: self._discard(keys=[self._k(key)], args=[self._prefix, key]))
 
     # -- fuzzy rows ---------------------------------------------------------------------
 
@@ -298,18 +259,18 @@ class RedisStore:
     def changes_since(self, cursor: Cursor | None) -> Changes:
         """Only resets: Redis removes keys silently, so dead rows are dropped when met."""
         with self._call():
-            epoch = int(self._epoch(keys=[self._k("epoch")], args=[secrets.randbits(62)]))
-        return Changes((epoch, 0), [], reset=cursor is None or cursor[0] != epoch)
+            epoch = self._epoch(keys=[self._k("epoch")], args=[secrets.randbits(62)])
+        return Changes((int(epoch), 0), [], reset=cursor is None or cursor[0] != int(epoch))
 
     # -- locks ----------------------------------------------------------------------------
 
     def try_lock(self, key: str, owner: str, ttl: float) -> bool:
         with self._call():
-            return bool(self._client.set(self._k(f"lock:{key}"), owner, nx=True, px=_ms(ttl)))
+            return bool(self._lock(keys=[self._k(f"lock:{key}")], args=[owner, _ms(ttl)]) == 1)
 
     def refresh_lock(self, key: str, owner: str, ttl: float) -> bool:
         with self._call():
-            return self._refresh(keys=[self._k(f"lock:{key}")], args=[owner, _ms(ttl)]) == 1
+            return bool(self._refresh(keys=[self._k(f"lock:{key}")], args=[owner, _ms(ttl)]) == 1)
 
     def unlock(self, key: str, owner: str) -> None:
         with self._call():
@@ -318,19 +279,20 @@ class RedisStore:
     # -- counters -------------------------------------------------------------------------
 
     def record(self, kind: Kind, ms: float) -> None:
-        stats, recent = self._k("stats"), self._k(f"lat:{kind}")
+        keys = [self._k("stats"), self._k(f"lat:{kind}")]
         with self._call():
-            pipe = self._client.pipeline(transaction=False)
-            pipe.hincrby(stats, f"{kind}:n", 1).hincrbyfloat(stats, f"{kind}:ms", ms)
-            pipe.lpush(recent, repr(ms)).ltrim(recent, 0, LATENCY_WINDOW - 1)
-            pipe.execute()
+            self._record(keys=keys, args=[kind, repr(ms), LATENCY_WINDOW])
 
     def counters(self) -> dict[str, tuple[int, float]]:
-        """Per-kind counts, plus "evictions": keys Redis evicted or expired since `clear`."""
-        with self._call():
+        """Per-kind counts, plus "evictions": keys Redis evicted or expired, and protected
+        entries swept after their TTL, since `clear`."""
+
+        def read() -> tuple[dict[bytes, bytes], dict[str, Any]]:
             pipe = self._client.pipeline(transaction=False)
-            raw, info = pipe.hgetall(self._k("stats")).info("stats").execute()
-        stats = {name.decode(): float(value) for name, value in raw.items()}
+            return tuple(pipe.hgetall(self._k("stats")).info("stats").execute())
+
+        raw, info = self._do(read, self._k("stats"))
+        stats = {name.decode(errors="replace"): _number(value) for name, value in raw.items()}
         found = {
             name[:-2]: (int(n), stats.get(name[:-2] + ":ms", 0.0))
             for name, n in stats.items()
@@ -338,36 +300,49 @@ class RedisStore:
         }
         dropped = int(info.get("evicted_keys", 0)) + int(info.get("expired_keys", 0))
         since = stats.get("dropped_at_clear", 0)
-        found["evictions"] = (int(dropped - since if dropped >= since else dropped), 0.0)
+        dropped = int(dropped - since if dropped >= since else dropped)
+        found["evictions"] = (dropped + int(stats.get("swept", 0)), 0.0)
         return found
 
     def latencies(self) -> dict[str, list[float]]:
-        with self._call():
+        names = [self._k(f"lat:{kind}") for kind in KINDS]
+
+        def read() -> list[list[bytes]]:
             pipe = self._client.pipeline(transaction=False)
-            for kind in KINDS:
-                pipe.lrange(self._k(f"lat:{kind}"), 0, -1)
-            lists = pipe.execute()
-        found = zip(KINDS, lists, strict=True)
-        return {kind: [float(ms) for ms in values] for kind, values in found if values}
+            for name in names:
+                pipe.lrange(name, 0, -1)
+            return list(pipe.execute())
+
+        found = zip(KINDS, self._do(read, *names), strict=True)
+        return {kind: [ms for ms in map(_number, values) if ms >= 0] for kind, values in found if values}
 
     def usage(self) -> tuple[int, int]:
         """(results, bytes Redis uses). Redis evicts silently, so results are estimated
         from its key count: every key but a few bookkeeping ones and the leases of
         computations in flight is a value or an alias."""
-        with self._call():
+
+        def read() -> list[Any]:
             pipe = self._client.pipeline(transaction=False)
             pipe.dbsize().info("memory").hmget(self._k("stats"), "puts", "aliased")
             pipe.exists(*map(self._k, _BOOKKEEPING)).scard(self._k("namespaces"))
-            keys, memory, (puts, aliased), bookkeeping, streams = pipe.execute()
+            return list(pipe.execute())
+
+        keys, memory, (puts, aliased), bookkeeping, streams = self._do(
+            read, self._k("stats"), self._k("namespaces")
+        )
         values = max(0, keys - bookkeeping - streams)
-        puts, aliased = int(puts or 0), int(aliased or 0)
-        per_entry = 1 + aliased / puts if puts else 1
-        return min(puts, round(values / per_entry)), int(memory["used_memory"])
+        puts, aliased = int(_number(puts)), int(_number(aliased))
+        per_entry = 1 + aliased / puts if puts > 0 else 1
+        return min(max(puts, 0), round(values / per_entry)), int(memory["used_memory"])
 
     # -- housekeeping ---------------------------------------------------------------------
 
     def expire(self) -> None:
-        """Nothing to do: Redis expires keys itself and every put trims its stream by age."""
+        """Redis expires probation entries itself; protected ones, which it must not evict,
+        are deleted here once past their deadline. Also re-reads the memory budget."""
+        self._read_budget()
+        while self._do(lambda: self._sweep(args=[self._prefix, SWEEP_BATCH])) >= SWEEP_BATCH:
+            pass
 
     def stale(self) -> bool:
         """A server has no files to lose under us; a flushed one is seen through `epoch`."""
@@ -405,18 +380,95 @@ class RedisStore:
         return f"Redis at {self.where} is unreachable ({reason}); retrying in {retry:.1f} s."
 
     def config_warning(self) -> str | None:
-        """What is wrong with the server's memory settings for a cache, if anything."""
+        """What is wrong with the server's memory settings for this cache, if anything."""
+        limit, policy = self._read_budget()
+        if limit and policy == POLICY:
+            return None
+        advice = (
+            f"set maxmemory (about 75 % of the host's memory) and maxmemory-policy {POLICY}, so that "
+            "Redis evicts only results nobody came back for, never pinned examples or results "
+            "that visitors were served again"
+        )
+        if not limit:
+            return (
+                f"Redis at {self.where} has no maxmemory: {advice}, "
+                "or the cache grows until Redis refuses writes."
+            )
+        if policy.startswith("allkeys"):
+            return (
+                f"Redis at {self.where} has maxmemory-policy {policy}, which may evict any result: {advice}."
+            )
+        return f"Redis at {self.where} has maxmemory-policy {policy}: {advice}."
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _script(self, text: str) -> Callable[..., Any]:
+        """A Lua script (`redis_scripts`): its result, after logging the keys it dropped."""
+        registered = self._client.register_script(text)
+
+        def run(keys: list[str] | None = None, args: list[Any] | None = None) -> Any:
+            result, dropped = registered(keys=keys or [], args=args or [])
+            for what in dropped:  # "<key> (<why>)"
+                log.warning("result cache: dropped Redis key %s", what.decode(errors="replace"))
+            return result
+
+        return run
+
+    def _read_budget(self) -> tuple[int, str]:
+        """(maxmemory, maxmemory-policy) as the server says now; the shares follow maxmemory."""
         with self._call():
             memory = self._client.info("memory")
         limit, policy = int(memory.get("maxmemory", 0)), str(memory.get("maxmemory_policy", ""))
-        if limit and policy in ("allkeys-lru", "allkeys-lfu"):
-            return None
-        return (
-            f"Redis at {self.where} has maxmemory={limit} and maxmemory-policy={policy}: set a maxmemory "
-            "and allkeys-lru, or the cache grows until Redis refuses writes."
-        )
+        self._budget = limit
+        return limit, policy
 
-    # -- helpers --------------------------------------------------------------------------
+    def _caps(self) -> tuple[int, int]:
+        """Bytes that protected and pinned entries may hold (-1: no budget, no cap)."""
+        if not self._budget:
+            return -1, -1
+        return int(PROTECTED_SHARE * self._budget), int(PINNED_SHARE * self._budget)
+
+    def _do(self, action: Callable[[], T], *names: str) -> T:
+        """`action()` under `_call`; if Redis says a key holds the wrong type, drop the store's
+        keys (`names` and the bookkeeping ones) that do, then try once more."""
+        for attempt in (1, 2):
+            with self._call():
+                try:
+                    return action()
+                except redis.ResponseError as error:
+                    if attempt == 2 or "WRONGTYPE" not in str(error) or not self._repair(names):
+                        raise
+        raise AssertionError("unreachable")
+
+    def _repair(self, names: tuple[str, ...]) -> bool:
+        """Delete whichever of `names` and the bookkeeping keys holds another type than the
+        store writes there; True if any did."""
+        candidates = list(dict.fromkeys([*names, *map(self._k, _BOOKKEEPING)]))
+        pipe = self._client.pipeline(transaction=False)
+        for name in candidates:
+            pipe.type(name)
+        wrong = [
+            (name, found)
+            for name, found in zip(candidates, pipe.execute(), strict=True)
+            if found != b"none" and found != self._expected_type(name)
+        ]
+        for name, found in wrong:
+            expected = self._expected_type(name).decode()
+            log.warning(
+                "result cache: dropped Redis key %s (a %s where the store keeps a %s)",
+                name,
+                found.decode(),
+                expected,
+            )
+        if wrong:
+            self._client.delete(*(name for name, _ in wrong))
+        return bool(wrong)
+
+    def _expected_type(self, name: str) -> bytes:
+        bare = name[len(self._prefix) :]
+        if bare in _TYPES:
+            return _TYPES[bare]
+        return next((kind for start, kind in _KEY_TYPES if bare.startswith(start)), b"none")
 
     @contextmanager
     def _call(self) -> Iterator[None]:
@@ -452,6 +504,14 @@ def describe(url: str) -> str:
     if not database.isdigit():
         raise ValueError(f"the database in a Redis URL is a number, not {database!r}")
     return f"{parts.hostname or 'localhost'}:{parts.port or 6379}/{database}"
+
+
+def _number(text: object) -> float:
+    """A counter's value, or 0 for anything that is not a number (a tampered field)."""
+    try:
+        return float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def _ms(seconds: float) -> int:

@@ -16,7 +16,7 @@ import pytest
 
 from cache_store import ResultCache
 from cache_store.backends import disk
-from tests.support.cache import check_store, synthetic_fingerprint, value_for, value_matches
+from tests.support.cache import check_store, connect, synthetic_fingerprint, value_for, value_matches
 
 NS = "ns"
 FORK = multiprocessing.get_context("fork")
@@ -88,6 +88,7 @@ def test_an_unusable_directory_runs_uncached(problem: str, tmp_path: Path) -> No
     assert len(calls) == 2
     cache.put(NS, fp, b"styled", {})
     assert cache.lookup(NS, fp) is None and cache.lookup_raw(NS, fp.raw_sha) is None
+    cache.record("miss", 5.0)  # counted nowhere, and never raised
     assert cache.stats().lookups == 0 and cache.stats().healthy is False
     cache.clear()
     cache.close()
@@ -149,3 +150,20 @@ def test_kill_9_during_writes_leaves_a_consistent_store(tmp_path: Path, monkeypa
         fp = synthetic_fingerprint(rng.randrange(10))  # still writable and readable
         cache.put(NS, fp, value_for(fp, 500), {})
         assert cache.lookup_raw(NS, fp.raw_sha) is not None
+
+
+def test_a_hit_is_served_while_another_process_holds_the_write_lock(tmp_path: Path) -> None:
+    """Reading never writes: a hit does not wait for (or fail on) a writer that holds the
+    database, say a long eviction; only recording its use is skipped."""
+    fp = synthetic_fingerprint(1)
+    with ResultCache(tmp_path) as cache:
+        cache.put(NS, fp, value_for(fp, 50_000), {})
+        writer = connect(tmp_path)
+        writer.isolation_level = None
+        writer.execute("BEGIN IMMEDIATE")
+        try:
+            hit = cache.lookup_raw(NS, fp.raw_sha)
+        finally:
+            writer.execute("ROLLBACK")
+            writer.close()
+        assert hit is not None and hit.kind == "exact" and value_matches(fp.pixel_sha, hit.value)

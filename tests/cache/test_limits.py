@@ -85,6 +85,8 @@ def test_clear_empties_every_process_view(tmp_path: Path, fitted) -> None:
     with ResultCache(tmp_path) as first, ResultCache(tmp_path) as second:
         first.put(NS, fp, value_for(fp, 50_000), {})
         assert second.lookup(NS, variant).kind == "fuzzy"
+        second.record("fuzzy", 3.0)
+        assert first.stats().lookups == 1
         first.clear()
         assert second.lookup(NS, variant) is None and indexed_rows(second, NS) == 0
         assert first.stats().lookups == 0 and first.stats().entries == 0

@@ -50,6 +50,7 @@ def test_redis_down_at_start_serves_uncached_then_connects(server: RedisServer) 
         assert not cache.healthy and "unreachable" in cache.status_message
         assert [served(cache, 1), served(cache, 1)] == ["miss", "miss"]
         assert cache.lookup_raw(NS, synthetic_fingerprint(1).raw_sha) is None
+        cache.record("miss", 5.0)  # lost, never raised
         assert cache.stats().healthy is False and cache.stats().lookups == 0
         server.start()
         until_healthy(cache)

@@ -24,7 +24,7 @@ def in_child(target, *args) -> None:
 def _put_photo(directory: Path, image: Image.Image) -> None:
     with ResultCache(directory) as cache:
         fp = stored_print(image)
-        cache.put(NS, fp, b"from another process", {"by": "child"})
+        cache.put(NS, fp, b"from another process", {"by": "child"}, client="visitor")
 
 
 def _flood(directory: Path) -> None:
@@ -40,7 +40,7 @@ def test_entries_added_or_evicted_elsewhere_are_seen_at_the_next_lookup(tmp_path
     with ResultCache(tmp_path) as cache:
         assert cache.lookup(NS, variant) is None  # loads this namespace's (empty) index
         in_child(_put_photo, tmp_path, image)
-        hit = cache.lookup(NS, variant)
+        hit = cache.lookup(NS, variant, client="visitor")  # its owner's: earns it no protection
         assert hit is not None and hit.kind == "fuzzy" and hit.meta == {"by": "child"}
         in_child(_flood, tmp_path)  # its size limit evicts the photo and most of the flood
         assert cache.lookup(NS, variant) is None
@@ -48,12 +48,18 @@ def test_entries_added_or_evicted_elsewhere_are_seen_at_the_next_lookup(tmp_path
 
 
 def _mixed_traffic(directory: Path | str, worker: int) -> None:
+    """Three requests (a miss, two exact hits) and a lookup that misses, each request
+    recorded once by its caller, as the service does."""
     with ResultCache(directory) as cache:
         fp = synthetic_fingerprint(100 + worker)
-        cache.get_or_compute(NS, fp, lambda: (value_for(fp, 1_000), {}))  # miss
-        cache.lookup_raw(NS, fp.raw_sha)  # exact
-        cache.lookup(NS, fp)  # exact
-        assert cache.lookup(NS, synthetic_fingerprint(500 + worker)) is None  # not counted
+        requests = [
+            cache.get_or_compute(NS, fp, lambda: (value_for(fp, 1_000), {})),
+            cache.lookup_raw(NS, fp.raw_sha),
+            cache.lookup(NS, fp),
+        ]
+        assert cache.lookup(NS, synthetic_fingerprint(500 + worker)) is None  # part of a request
+        for found in requests:
+            cache.record(found.kind, found.latency_ms + 1.0)
 
 
 def test_stats_add_up_across_processes(location: Path | str) -> None:
