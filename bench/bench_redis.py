@@ -1,7 +1,7 @@
 """Benchmark of the Redis cache backend next to diskcache, in the same run.
 
 Not a test. One run (about 2 minutes on a 2-core box) starts its own `redis-server`
-(127.0.0.1, no persistence, maxmemory 4 GB, allkeys-lru) and writes bench/results/redis.md:
+(127.0.0.1, no persistence, maxmemory 4 GB, volatile-lru) and writes bench/results/redis.md:
 
 * exact and fuzzy hit latency through the stylize service and at the cache API, on
   real results (the model's PNGs for 6 project photos at the default 768 px);
@@ -78,7 +78,7 @@ def stored_print(photo: Path) -> Fingerprint:
 
 
 #: The deployment plan's settings: a memory cap with LRU eviction.
-SERVER_SETTINGS = ("--maxmemory", "4gb", "--maxmemory-policy", "allkeys-lru")
+SERVER_SETTINGS = ("--maxmemory", "4gb", "--maxmemory-policy", "volatile-lru")
 
 
 # -- 1. real results through the service ---------------------------------------------------------
@@ -338,7 +338,7 @@ def report(
         "and writes the same Redis, so a photo stylized through one replica is an exact hit on all of them "
         "and its re-encodes are fuzzy hits at once (each replica's in-memory pHash index pulls new rows "
         "from a Redis stream before every look-up). One Redis primary of its own (the cache must not share "
-        "an instance with other data: allkeys-lru may evict any key). Redis Cluster is not supported (Lua "
+        "an instance with other data: volatile-lru may evict any key with an expiry). Redis Cluster is not supported (Lua "
         "scripts touch several keys); use a single primary, optionally with a Sentinel-managed replica for "
         "fail-over.",
         "",
@@ -359,14 +359,12 @@ def report(
         "enable one. Each replica also holds the pHash index in RAM: 17 B per row (~17 MB per million) "
         "plus the rows of evicted results until a look-up meets them.",
         "",
-        "**Eviction.** `maxmemory-policy allkeys-lru` (the app warns at start otherwise): Redis drops the "
-        "least recently used keys when full, and a result's value and fuzzy row are one key, so they go "
+        "**Eviction.** `maxmemory-policy volatile-lru` (the app warns at start otherwise): only results "
+        "nobody else came back for carry a Redis expiry, so only they are evicted when Redis is full; "
+        "results served to another client, the pinned examples and the bookkeeping keys carry none, and "
+        "the app's sweep enforces their TTL. A result's value and fuzzy row are one key, so they go "
         "together; an alias or stream entry left behind is deleted the first time a look-up meets it (a "
-        "miss, never a wrong picture). Redis' LRU clock has 1 s resolution, so in a cold burst that fills "
-        "the budget within seconds it can also evict a bookkeeping key: the index stream (fuzzy rows of "
-        "older results are then lost; exact hits still work), the epoch (every replica reloads its index) "
-        "or the counters (statistics restart). TTL: the app's `--ttl` (default 7 days) becomes each key's "
-        "Redis expiry; streams are trimmed by age.",
+        "miss, never a wrong picture). Under `allkeys-lru` it all still works, as a plain LRU.",
         "",
         '**Persistence.** It is a cache: `save ""` and `appendonly no` (as benchmarked) cost nothing and a '
         "restart starts cold (replicas notice the new epoch and reload; the model refills the cache). If "

@@ -163,19 +163,24 @@ class ClipService:
         clip_ns = f"{frames_ns}|{CLIP_FORMAT_VERSION}"
         cache = self.photos.cache
         report = progress or _quiet
-        run = _Run(self, upload, stylizer, frames_ns, client, use_cache, report)
+        cache_client = None if scope else (client.address or client.session)
+        run = _Run(self, upload, stylizer, frames_ns, client, cache_client, use_cache, report)
         if cache is None:
             value, meta = run.compute()
             return _outcome(value, meta, "miss", style, started, cached=False)
         if not use_cache:
             value, meta = run.compute()
-            cache.put(clip_ns, _clip_key(upload, meta), value, meta)
-            return _outcome(value, meta, "miss", style, started, cached=False)
-        hit = cache.lookup_raw(clip_ns, upload.sha256)
-        if hit is None:
-            hit = cache.get_or_compute(clip_ns, Fingerprint.of_key(upload.sha256, (1, 1)), run.compute)
-        kind: Kind = "miss" if hit.kind == "miss" else "coalesced" if hit.kind == "coalesced" else "exact"
-        return _outcome(hit.value, hit.meta, kind, style, started)
+            cache.put(clip_ns, _clip_key(upload, meta), value, meta, client=cache_client)
+            outcome = _outcome(value, meta, "miss", style, started, cached=False)
+        else:
+            hit = cache.lookup_raw(clip_ns, upload.sha256, client=cache_client)
+            if hit is None:
+                key = Fingerprint.of_key(upload.sha256, (1, 1))
+                hit = cache.get_or_compute(clip_ns, key, run.compute, client=cache_client)
+            kind: Kind = "miss" if hit.kind == "miss" else "coalesced" if hit.kind == "coalesced" else "exact"
+            outcome = _outcome(hit.value, hit.meta, kind, style, started)
+        cache.record(outcome.kind, outcome.latency_ms)  # one request, however many frames
+        return outcome
 
     @property
     def pool(self) -> WorkerPool:
@@ -202,12 +207,14 @@ class _Run:
         stylizer: Stylizer,
         namespace: str,
         client: Client,
+        cache_client: str | None,
         use_cache: bool,
         progress: Progress,
     ) -> None:
         self.clips, self.photos = clips, clips.photos
         self.upload, self.stylizer, self.namespace = upload, stylizer, namespace
-        self.client, self.use_cache, self.progress = client, use_cache, progress
+        self.client, self.cache_client = client, cache_client
+        self.use_cache, self.progress = use_cache, progress
         self.counts: Counter[str] = Counter()
 
     def compute(self) -> tuple[bytes, Meta]:
@@ -278,7 +285,9 @@ class _Run:
             return self.photos.run_model(self.stylizer, frame, self.client)
         fingerprint = Fingerprint.of(frame)  # the frame is the model's view: exact keys too
         if self.use_cache:
-            hit = cache.lookup(self.namespace, fingerprint, min_source_side=_min_side(frame))
+            hit = cache.lookup(
+                self.namespace, fingerprint, min_source_side=_min_side(frame), client=self.cache_client
+            )
             if hit is not None:
                 self.counts[hit.kind] += 1
                 return _fitted(hit, frame.size)
@@ -295,11 +304,16 @@ class _Run:
 
         if not self.use_cache:
             png, meta = compute()
-            cache.put(self.namespace, stored(), png, meta)
+            cache.put(self.namespace, stored(), png, meta, client=self.cache_client)
             self.counts["miss"] += 1
             return Image.open(io.BytesIO(png)).convert("RGB")
         result = cache.get_or_compute(
-            self.namespace, fingerprint, compute, stored=stored, min_source_side=_min_side(frame)
+            self.namespace,
+            fingerprint,
+            compute,
+            stored=stored,
+            min_source_side=_min_side(frame),
+            client=self.cache_client,
         )
         self.counts[result.kind] += 1
         return _fitted(result, frame.size)

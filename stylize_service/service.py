@@ -108,6 +108,8 @@ class Received:
     upload: Upload
     use_cache: bool
     client: Client
+    warm_up: bool = False  # the app's own example: pinned in the cache, and not counted
+    cache_client: str | None = None  # who asks, as the cache's eviction tells clients apart
 
 
 @dataclass
@@ -185,17 +187,26 @@ class StylizeService:
         started: float | None = None,
         client: Client = LOCAL,
         subject: str | None = None,
+        warm_up: bool = False,
     ) -> Outcome | Job:
         """Answer from the cache, or return the `Job` that `finish` will run: `receive`,
         then `look_up`.
 
         `scope` keeps the results apart from other scopes' (a visitor's session, say);
         `started` is when the request arrived (`time.perf_counter()`), so that time spent
-        queueing counts in its latency. Raises `AnimeGANError` subclasses with a
-        user-facing message for a bad upload, an unknown style or missing weights.
+        queueing counts in its latency. `warm_up` marks the app's own examples: pinned in
+        the cache, and not counted in its statistics. Raises `AnimeGANError` subclasses with
+        a user-facing message for a bad upload, an unknown style or missing weights.
         """
         received = self.receive(
-            source, style, use_cache=use_cache, scope=scope, started=started, client=client, subject=subject
+            source,
+            style,
+            use_cache=use_cache,
+            scope=scope,
+            started=started,
+            client=client,
+            subject=subject,
+            warm_up=warm_up,
         )
         return received if isinstance(received, Outcome) else self.look_up(received)
 
@@ -209,6 +220,7 @@ class StylizeService:
         started: float | None = None,
         client: Client = LOCAL,
         subject: str | None = None,
+        warm_up: bool = False,
     ) -> Outcome | Received:
         """The exact hit for this very file, or the `Received` upload to look up: reading and
         hashing the file only, never decoding it, so no upload can make it slow.
@@ -220,11 +232,17 @@ class StylizeService:
         upload = Upload.read(source, limit=MAX_UPLOAD_BYTES, subject=subject or _subject(source))
         stylizer = self.stylizer(style)
         namespace = self.namespace(stylizer, scope)
+        # Eviction keeps what other clients come back for; within a private scope only the
+        # same visitor ever hits, so no client is named there.
+        cache_client = None if scope else (client.address or client.session)
+        received = Received(
+            started, style, namespace, stylizer, upload, use_cache, client, warm_up, cache_client
+        )
         if self.cache is not None and use_cache:
-            hit = self.cache.lookup_raw(namespace, upload.sha256)
+            hit = self.cache.lookup_raw(namespace, upload.sha256, client=cache_client, pinned=warm_up)
             if hit is not None:
-                return self._outcome(hit, hit.value, style, started)
-        return Received(started, style, namespace, stylizer, upload, use_cache, client)
+                return self._outcome(hit, hit.value, received)
+        return received
 
     def look_up(self, received: Received) -> Outcome | Job:
         """Decode `received`'s upload as far as fingerprinting needs and answer from the
@@ -251,12 +269,12 @@ class StylizeService:
                     fingerprint,
                     pixel_key=exact_key,
                     min_source_side=self._min_source_side(preview.size),
+                    client=received.cache_client,
+                    pinned=received.warm_up,
                 )
             if hit is not None:
                 alpha = (lambda: self._photo(received).alpha) if preview.has_alpha else _none
-                return self._outcome(
-                    hit, self._fit_hit(hit, preview.size, alpha), received.style, received.started
-                )
+                return self._outcome(hit, self._fit_hit(hit, preview.size, alpha), received)
         return Job(**vars(received), fingerprint=fingerprint)
 
     def finish(self, job: Job, progress: Progress | None = None) -> Outcome:
@@ -272,10 +290,16 @@ class StylizeService:
             fingerprint = job.fingerprint.keyed(model_view(photo)) if job.fingerprint is not None else None
             min_side = self._min_source_side(photo.info["size"])
             if cache is not None and fingerprint is not None and job.use_cache:
-                hit = cache.lookup(job.namespace, fingerprint, min_source_side=min_side)
+                hit = cache.lookup(
+                    job.namespace,
+                    fingerprint,
+                    min_source_side=min_side,
+                    client=job.cache_client,
+                    pinned=job.warm_up,
+                )
                 if hit is not None:
                     fitted = self._fit_hit(hit, photo.info["size"], lambda: photo.alpha)
-                    return self._outcome(hit, fitted, job.style, job.started)
+                    return self._outcome(hit, fitted, job)
             calibration = None
 
             def compute() -> tuple[bytes, Meta]:
@@ -297,13 +321,19 @@ class StylizeService:
                 return self._generated(job, png, cached=False)
             if not job.use_cache:
                 png, meta = compute()
-                cache.put(job.namespace, stored(), png, meta)
+                cache.put(job.namespace, stored(), png, meta, client=job.cache_client, pinned=job.warm_up)
                 return self._generated(job, png, cached=False)
             result = cache.get_or_compute(
-                job.namespace, fingerprint, compute, stored=stored, min_source_side=min_side
+                job.namespace,
+                fingerprint,
+                compute,
+                stored=stored,
+                min_source_side=min_side,
+                client=job.cache_client,
+                pinned=job.warm_up,
             )
         fitted = self._fit_hit(result, photo.info["size"], lambda: photo.alpha)
-        return self._outcome(result, fitted, job.style, job.started)
+        return self._outcome(result, fitted, job)
 
     def stylize(
         self,
@@ -456,23 +486,33 @@ class StylizeService:
             output = output.resize(target, FIT_FILTER)
         return encode_png(apply_alpha(output, mask))
 
-    def _outcome(self, hit: Lookup, png: bytes, style: str, started: float) -> Outcome:
+    def _outcome(self, hit: Lookup, png: bytes, request: Received) -> Outcome:
         width, height = _png_size(png)
-        return Outcome(
-            png=png,
-            kind=hit.kind,
-            style=style,
-            width=width,
-            height=height,
-            distance=hit.distance,
-            threshold=hit.threshold,
-            latency_ms=(time.perf_counter() - started) * 1000,
+        return self._counted(
+            Outcome(
+                png=png,
+                kind=hit.kind,
+                style=request.style,
+                width=width,
+                height=height,
+                distance=hit.distance,
+                threshold=hit.threshold,
+                latency_ms=(time.perf_counter() - request.started) * 1000,
+            ),
+            request,
         )
+
+    def _counted(self, outcome: Outcome, request: Received) -> Outcome:
+        """`outcome`, counted once in the cache's statistics with the badge's latency (the
+        app's own warm-up is not a visitor's request)."""
+        if self.cache is not None and not request.warm_up:
+            self.cache.record(outcome.kind, outcome.latency_ms)
+        return outcome
 
     def _generated(self, job: Job, png: bytes, *, cached: bool) -> Outcome:
         width, height = _png_size(png)
         threshold = self.cache.threshold if self.cache is not None else 0
-        return Outcome(
+        outcome = Outcome(
             png=png,
             kind="miss",
             style=job.style,
@@ -482,6 +522,7 @@ class StylizeService:
             latency_ms=(time.perf_counter() - job.started) * 1000,
             cached=cached,
         )
+        return self._counted(outcome, job)
 
 
 def _subject(source: Source) -> str:

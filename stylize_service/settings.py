@@ -86,7 +86,11 @@ _OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "cache_dir": ("ANIMEGAN_CACHE_DIR", Path, "result cache directory"),
     "cache_url": ("ANIMEGAN_CACHE_URL", str, "shared cache server, e.g. redis://host:6379/0"),
     "no_cache": ("ANIMEGAN_NO_CACHE", _bool, "run without the result cache"),
-    "cache_size": ("ANIMEGAN_CACHE_SIZE", _size, "cache byte budget, e.g. 512MB or 2GB"),
+    "cache_size": (
+        "ANIMEGAN_CACHE_SIZE",
+        _size,
+        "cache byte budget, e.g. 512MB or 2GB (results nobody came back for go first)",
+    ),
     "ttl": ("ANIMEGAN_TTL", float, "seconds a cached result lives (0 = until evicted)"),
     "threshold": (
         "ANIMEGAN_THRESHOLD",

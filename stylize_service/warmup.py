@@ -63,7 +63,7 @@ def warm_examples(
         if stop is not None and stop.is_set():
             break
         try:
-            result = service.prepare(path, style)
+            result = service.prepare(path, style, warm_up=True)  # pinned, and not counted
             if isinstance(result, Job):
                 if not _wait_until_idle(service, quiet_s, stop):
                     break
