@@ -338,9 +338,9 @@ def report(
         "and writes the same Redis, so a photo stylized through one replica is an exact hit on all of them "
         "and its re-encodes are fuzzy hits at once (each replica's in-memory pHash index pulls new rows "
         "from a Redis stream before every look-up). One Redis primary of its own (the cache must not share "
-        "an instance with other data: volatile-lru may evict any key with an expiry). Redis Cluster is not supported (Lua "
-        "scripts touch several keys); use a single primary, optionally with a Sentinel-managed replica for "
-        "fail-over.",
+        "an instance with other data: volatile-lru may evict any key with an expiry). Redis Cluster is not "
+        "supported (Lua scripts touch several keys); use a single primary, optionally with a "
+        "Sentinel-managed replica for fail-over.",
         "",
         "**How many replicas.** Hits cost the service ~1 ms (exact) to tens of ms (fuzzy, mostly decoding "
         f"the upload); a miss runs the model for ~{miss_s:.1f} s at 768 px on a 2-core replica, and each "
