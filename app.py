@@ -335,14 +335,20 @@ class StylizeHandlers:
             raise gr.Error("Something went wrong while stylizing this clip. Please try another.") from None
         return path, outcome.badge(), info
 
-    def clip_gif(self, info: dict | None) -> dict:
-        """The animated GIF made for a GIF source, shown beside its MP4 (looked up among this
-        server's own results by name: the name comes from the page)."""
-        name = (info or {}).get("gif_file") if isinstance(info, dict) else None
-        path = self.files.directory / str(name) if isinstance(name, str) else None
-        if path is None or path.parent != self.files.directory or not path.is_file():
-            return gr.update(value=None, visible=False)
-        return gr.update(value=str(path), visible=True)
+    async def stylize_video_page(
+        self,
+        video: str | None,
+        animation: str | None,
+        style: str,
+        request: gr.Request,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's way to ask for a progress bar)
+    ) -> tuple[str, dict, str, dict]:
+        """The page's Video tab: a clip, or an animated GIF / WebP (which the video player
+        cannot show), and the GIF made for a GIF beside the MP4."""
+        path, badge, info = await self.stylize_video(animation or video, style, request, progress)
+        name = info.get("gif_file")
+        gif = str(self.files.directory / name) if isinstance(name, str) else None
+        return path, gr.update(value=gif, visible=gif is not None), badge, info
 
     def _scope(self, request: gr.Request) -> str | None:
         """Whose results a request may share: everyone's, or (`--cache-scope session`) its session's."""
@@ -497,9 +503,14 @@ def _video_tab(
                 sources=["upload"],
                 format=None,
                 height=300,
+                elem_id="clip-in",
             )
             animation = gr.File(
-                label="…or an animated GIF / WebP", file_types=[".gif", ".webp"], height=90, type="filepath"
+                label="…or an animated GIF / WebP",
+                file_types=[".gif", ".webp"],
+                height=90,
+                type="filepath",
+                elem_id="animation-in",
             )
             style = gr.Radio(choices=choices, value=default, label="Style")
             note = gr.HTML(notes[default] if default else "")
@@ -518,7 +529,9 @@ def _video_tab(
                 elem_id="clip-badge",
                 max_lines=3,
             )
-            output = gr.Video(label="Anime clip", format=None, interactive=False, height=360)
+            output = gr.Video(
+                label="Anime clip", format=None, interactive=False, height=360, elem_id="clip-out"
+            )
             gif = gr.Image(
                 label="Animated GIF", type="filepath", interactive=False, visible=False, format="gif"
             )
@@ -526,17 +539,25 @@ def _video_tab(
                 info = gr.JSON(label="cache_info")
 
     style.change(fn=None, inputs=style, outputs=note, js=_pick_js(notes))
-    # An animated image goes where the clip goes (the video player cannot show it; the
-    # request takes it all the same).
-    animation.upload(fn=None, inputs=animation, outputs=video, js="(file) => file")
+    video.upload(fn=None, outputs=animation, js="() => null")  # the newest upload is the one
+    animation.upload(fn=None, outputs=video, js="() => null")
     go.click(
+        fn=handlers.stylize_video_page,
+        inputs=[video, animation, style],
+        outputs=[output, gif, badge, info],
+        api_visibility="private",
+        concurrency_limit=None,  # the service bounds the decoders' and the model's work
+    )
+    go.click(fn=None, js=_show_js("clip-badge"))
+    # The API's endpoint, with the inputs and outputs an API caller expects: (clip, style) in,
+    # (video, badge, cache_info) out. Its button is never shown.
+    gr.Button(visible=False).click(
         fn=handlers.stylize_video,
         inputs=[video, style],
         outputs=[output, badge, info],
         api_name="stylize_video",
-        concurrency_limit=None,  # the service bounds the decoders' and the model's work
-    ).success(fn=handlers.clip_gif, inputs=info, outputs=gif, api_visibility="private", queue=False)
-    go.click(fn=None, js=_show_js("clip-badge"))
+        concurrency_limit=None,
+    )
 
 
 def _pick_js(notes: dict[str, str]) -> str:

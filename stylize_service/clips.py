@@ -89,13 +89,19 @@ class ClipOutcome:
         return self.counts.get("miss", 0)
 
     def badge(self) -> str:
+        """'36 frames: 10 exact hits, 20 near-duplicate hits, 6 generated - 6 model runs - 3.21 s'."""
         took = format_duration(self.latency_ms)
         if self.kind == "exact":
             return f"whole clip from the cache: {self.frames} frames - {took}"
-        kinds: tuple[Kind, ...] = ("exact", "fuzzy", "coalesced", "miss")
-        parts = ", ".join(f"{self.counts.get(kind, 0)} {KIND_LABELS[kind]}" for kind in kinds)
+        counts = [
+            f"{self.counts.get('exact', 0)} exact hits",
+            f"{self.counts.get('fuzzy', 0)} near-duplicate hits",
+            f"{self.model_runs} generated",
+        ]
+        if self.counts.get("coalesced"):
+            counts.append(f"{self.counts['coalesced']} waited for an identical request")
         head = "waited for an identical clip: " if self.kind == "coalesced" else ""
-        text = f"{head}{self.frames} frames - {parts} - {self.model_runs} model runs - {took}"
+        text = f"{head}{self.frames} frames: {', '.join(counts)} - {self.model_runs} model runs - {took}"
         if not self.cached:
             text += " (cache skipped)"
         return text + (f" ({self.note})" if self.note else "")
