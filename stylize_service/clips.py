@@ -41,7 +41,7 @@ from animegan.video import ClipFrame, ClipInfo, ClipLimits, GifWriter, Mp4Writer
 from cache_store import Fingerprint, Kind, Lookup
 from cache_store.lookup import Meta
 
-from .outcome import KIND_LABELS, format_duration
+from .outcome import format_duration
 from .progress import Progress
 from .service import FIT_FILTER, LOCAL, Client, StylizeService, encode_png
 
