@@ -20,19 +20,34 @@ from tqdm import tqdm
 
 from animegan.styles import DEFAULT_STYLE
 
-from . import build_service
+from . import build_clips, build_service
 from . import settings as settings_module
 from .memory import return_large_buffers
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".webp",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".heic",
+    ".heif",
+    ".avif",
+}
+CLIP_SUFFIXES = {".mp4", ".mov", ".m4v", ".webm", ".mkv"}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m animegan",
-        description="Turn photos into anime-style images (AnimeGANv2), with a result cache.",
+        description="Turn photos and clips into anime style (AnimeGANv2), with a result cache.",
     )
-    parser.add_argument("inputs", nargs="*", type=Path, help="image files or folders")
+    parser.add_argument(
+        "inputs", nargs="*", type=Path, help="photos, clips (MP4, MOV, WebM, animated GIF) or folders"
+    )
     parser.add_argument(
         "-o", "--outdir", type=Path, default=Path("stylized"), help="output folder (default ./stylized)"
     )
@@ -57,17 +72,20 @@ def build_parser() -> argparse.ArgumentParser:
             "threshold",
             "offline",
             "download_mirror",
+            "video_side",
+            "video_seconds",
         ],
     )
     return parser
 
 
 def expand(inputs: list[Path]) -> list[Path]:
-    """Files as given, folders as their image files (sorted, not recursive); each file once."""
+    """Files as given, folders as their photos and clips (sorted, not recursive); each file once."""
     paths: list[Path] = []
     for item in inputs:
         if item.is_dir():
-            paths.extend(sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
+            wanted = IMAGE_SUFFIXES | CLIP_SUFFIXES
+            paths.extend(sorted(p for p in item.iterdir() if p.suffix.lower() in wanted))
         else:
             paths.append(item)
     seen: set[Path] = set()
@@ -79,11 +97,20 @@ def expand(inputs: list[Path]) -> list[Path]:
     return unique
 
 
-def output_names(paths: list[Path], style: str) -> list[str]:
-    """One distinct output file name per input, in order: `<stem>_<style>.png`; inputs that
+def output_names(paths: list[Path], style: str, clips: set[Path] | None = None) -> list[str]:
+    """One distinct output file name per input, in order: `<stem>_<style>.png` for a photo,
+    `<stem>.mp4` for a clip (its GIF, for a GIF, beside it as `<stem>.gif`); inputs that
     share a stem add their suffix (`a-jpg_hayao.png`), and any name still taken a number
     (`a-jpg-2_hayao.png`, for the same name in two folders). Names compare case-insensitively,
     as on the file systems that ignore case."""
+    clips = clips or set()
+    return [
+        f"{base}.mp4" if path in clips else f"{base}_{style}.png"
+        for path, base in zip(paths, _distinct_bases(paths), strict=True)
+    ]
+
+
+def _distinct_bases(paths: list[Path]) -> list[str]:
     shared = Counter(path.stem.casefold() for path in paths)
     bases = [
         f"{path.stem}-{path.suffix.lstrip('.')}"
@@ -99,8 +126,30 @@ def output_names(paths: list[Path], style: str) -> list[str]:
             number += 1
             name = f"{base}-{number}"
         used.add(name.casefold())
-        names.append(f"{name}_{style}.png")
+        names.append(name)
     return names
+
+
+def is_clip(path: Path) -> bool:
+    """A video, or an animated GIF / WebP (a still one is a photo), from its first bytes."""
+    from animegan.formats import HEAD_BYTES, sniff
+
+    try:
+        with open(path, "rb") as handle:
+            kind = sniff(handle.read(HEAD_BYTES))
+    except OSError:
+        return False  # the photo path reports it
+    if kind in ("MP4", "MATROSKA"):
+        return True
+    if kind in ("GIF", "WEBP"):
+        from PIL import Image
+
+        try:
+            with Image.open(path) as image:
+                return bool(getattr(image, "is_animated", False))
+        except Exception:
+            return False  # the photo path refuses it with its message
+    return False
 
 
 def write_output(target: Path, png: bytes) -> None:
@@ -137,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     if not paths:
         parser.error("no input images (give files or folders)")
 
-    from animegan.errors import AnimeGANError
+    from animegan.errors import AnimeGANError, VideoError
     from animegan.styles import get_style
     from animegan.weights import ensure_weights
 
@@ -160,22 +209,40 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot create the output folder {args.outdir}: {exc}", file=sys.stderr)
         return 2
     failures = 0
-    targets = [args.outdir / name for name in output_names(paths, args.style)]
+    clips = {path for path in paths if is_clip(path)}
+    clip_service = build_clips(settings, service) if clips else None
+    targets = [args.outdir / name for name in output_names(paths, args.style, clips)]
     jobs = list(zip(paths, targets, strict=True))
-    with tqdm(jobs, unit="photo", disable=len(paths) < 2, file=sys.stderr) as bar:
+    with tqdm(jobs, unit="file", disable=len(paths) < 2, file=sys.stderr) as bar:
         for path, target in bar:
             try:
-                outcome = service.stylize(path, args.style, use_cache=not args.force)
+                if path in clips:
+                    if clip_service is None:
+                        raise VideoError(
+                            f"{path.name}: video is turned off (--video-seconds 0).", "unsupported"
+                        )
+                    done = clip_service.stylize(path, args.style, use_cache=not args.force)
+                    outputs = [(target, done.mp4)] + (
+                        [(target.with_suffix(".gif"), done.gif)] if done.gif else []
+                    )
+                    badge = done.badge()
+                else:
+                    outcome = service.stylize(path, args.style, use_cache=not args.force)
+                    outputs, badge = [(target, outcome.png)], outcome.badge()
             except (AnimeGANError, OSError) as exc:
                 failures += 1
                 tqdm.write(f"{path}: {exc}", file=sys.stderr)
                 continue
             try:
-                write_output(target, outcome.png)
+                for out, data in outputs:
+                    write_output(out, data)
             except OSError as exc:
                 failures += 1
                 tqdm.write(f"{path}: could not write {target}: {exc}", file=sys.stderr)
                 continue
-            tqdm.write(f"{path} -> {target} ({outcome.badge()})")
+            written = " + ".join(str(out) for out, _ in outputs)
+            tqdm.write(f"{path} -> {written} ({badge})")
+    if clip_service is not None:
+        clip_service.close()
     service.close()
     return 1 if failures else 0
