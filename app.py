@@ -22,6 +22,7 @@ if __name__ == "__main__":  # --help and bad flags answer before Gradio and torc
     SETTINGS = settings_module.app_settings(sys.argv[1:])
 
 import asyncio
+import contextvars
 import html
 import json
 import logging
@@ -261,8 +262,7 @@ class StylizeHandlers:
         client = _client(request)
         service, loop = self.service, asyncio.get_running_loop()
 
-        def report(done: float, stage: str) -> None:
-            progress(done, desc=stage)
+        report = _reporter(progress)
 
         receive = partial(
             service.receive,
@@ -308,8 +308,7 @@ class StylizeHandlers:
             raise _user_error(f"The style {style!r} is not available on this server.")
         client = _client(request)
 
-        def report(done: float, stage: str) -> None:
-            progress(done, desc=stage)
+        report = _reporter(progress)
 
         run = partial(
             self.clips.stylize,
@@ -355,6 +354,18 @@ class StylizeHandlers:
         if self.cache_scope != "session":
             return None
         return getattr(request, "session_hash", None) or "anonymous"
+
+
+def _reporter(progress: gr.Progress):
+    """`progress` for the service's threads: Gradio finds the request's progress bar through
+    context variables, which a worker thread does not have, so each report runs on the event
+    loop in the handler's context."""
+    loop, context = asyncio.get_running_loop(), contextvars.copy_context()
+
+    def report(done: float, stage: str) -> None:
+        loop.call_soon_threadsafe(partial(progress, done, desc=stage), context=context)
+
+    return report
 
 
 def _client(request: gr.Request) -> Client:

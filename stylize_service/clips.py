@@ -422,15 +422,20 @@ def _clip_key(upload: Upload, meta: Meta) -> Fingerprint:
 def _outcome(
     value: bytes, meta: Meta, kind: Kind, style: str, started: float, *, cached: bool = True
 ) -> ClipOutcome:
+    """The clip `value` holds, as this request got it: made now (the frames' kinds), or
+    whole from the cache or from an identical request (every frame, with no model run)."""
     split = int(meta.get("mp4_bytes", len(value)))
     gif = value[split:] if meta.get("gif_bytes") else None
+    frames = int(meta.get("frames", 0))
     counts = {str(k): int(v) for k, v in dict(meta.get("counts") or {}).items()}
+    if kind != "miss":
+        counts = {kind: frames}
     return ClipOutcome(
         mp4=value[:split],
         gif=gif,
         kind=kind,
         style=style,
-        frames=int(meta.get("frames", 0)),
+        frames=frames,
         counts=counts,
         width=int(meta.get("width", 0)),
         height=int(meta.get("height", 0)),

@@ -122,3 +122,29 @@ def test_an_api_path_that_is_not_a_file_is_refused(running_app_process):
         stream = http.get(f"{url}/gradio_api/call/stylize/{event['event_id']}").text
     assert "event: error" in stream and "not an uploaded file" in stream
     assert "Traceback" not in log_path.read_text(errors="replace")
+
+
+def test_the_api_names_exactly_its_three_endpoints(client):
+    named = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert sorted(named) == ["/regenerate", "/stylize", "/stylize_video"]
+
+
+def test_a_clip_through_the_api_then_again_from_the_cache(client, tmp_path):
+    from tests.support import clips
+
+    source = clips.write_video(
+        tmp_path / "api.mp4",
+        clips.still_shot(6, (200, 112)) + clips.cut(6, (200, 112)),
+        fps=6,
+        sound=clips.Tone(),
+    )
+    video, badge, info = client.predict(handle_file(str(source)), "hayao", api_name="/stylize_video")
+    assert Path(video).suffix == ".mp4" and Path(video).stat().st_size > 0
+    assert info["kind"] == "miss" and info["frames"] == 12 and info["audio"] is True
+    assert info["model_runs"] == info["miss"] < 12  # the still frames ran the model once each shot
+    assert info["exact"] + info["fuzzy"] + info["coalesced"] + info["miss"] == 12
+    assert badge.startswith("12 frames:") and "model runs" in badge
+    _, badge, info = client.predict(handle_file(str(source)), "hayao", api_name="/stylize_video")
+    assert (
+        info["kind"] == "exact" and info["model_runs"] == 0 and badge.startswith("whole clip from the cache")
+    )
