@@ -52,7 +52,7 @@ def test_the_app_builds_hayao_and_whitebox_at_first_start(fresh_app, source_file
     text = log.read_text()
     assert "built the hayao weights" in text and "built the whitebox weights" in text
     # The .pt styles are not on this mirror: unavailable, with the reason, and no crash.
-    assert "style paprika unavailable" in text and "mirror of https://github.com/bryandlee" in text
+    assert "style paprika is not installed" in text and "mirror of https://github.com/bryandlee" in text
 
 
 @pytest.mark.parametrize("style", ["hayao", "whitebox"])

@@ -113,7 +113,8 @@ def test_maxmemory_evicts_and_nothing_points_at_a_lost_value(
             assert ("Warning" in cache.status_message) == (policy != "volatile-lru")
             for fp in prints:
                 cache.put(NS, fp, value_for(fp, 100_000), {})
-            assert db.info("memory")["used_memory"] <= 4 << 20
+            # Redis evicts once over maxmemory, so it may stand a few bytes above it meanwhile
+            assert db.info("memory")["used_memory"] <= (4 << 20) * 1.01
             db.config_set("maxmemory", 0)  # evictions stop, so what is left can be checked
             found = [cache.lookup(NS, fp) for fp in prints]  # misses drop what they meet
             assert all(
