@@ -42,7 +42,7 @@ def sniff(head: bytes) -> str | None:
         return _iso_media(head)
     if head[:4] == b"\x1a\x45\xdf\xa3":
         return "MATROSKA"
-    if head[4:8] in (b"moov", b"mdat", b"wide", b"free", b"skip"):  # QuickTime without ftyp
+    if head[4:8] in (b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"):  # QuickTime without ftyp
         return "MP4"
     return None
 
@@ -59,3 +59,18 @@ def _iso_media(head: bytes) -> str:
     if b"avif" in brands:
         return "AVIF"
     return next((_IMAGE_BRANDS[brand] for brand in brands if brand in _IMAGE_BRANDS), "MP4")
+
+
+def webp_canvas(head: bytes) -> tuple[int, int] | None:
+    """The canvas size a WebP declares in its first chunk (VP8X, VP8 or VP8L), or None when
+    that cannot be read: wanted before `Image.open`, since libwebp allocates the canvas (two
+    of them, for an animation) as soon as the file is opened."""
+    chunk = head[12:16]
+    if chunk == b"VP8X" and len(head) >= 30:
+        return 1 + int.from_bytes(head[24:27], "little"), 1 + int.from_bytes(head[27:30], "little")
+    if chunk == b"VP8 " and len(head) >= 30:
+        return int.from_bytes(head[26:28], "little") & 0x3FFF, int.from_bytes(head[28:30], "little") & 0x3FFF
+    if chunk == b"VP8L" and len(head) >= 25:
+        bits = int.from_bytes(head[21:25], "little")
+        return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+    return None

@@ -38,7 +38,7 @@ import pillow_heif
 from PIL import Image, ImageFile, PngImagePlugin, UnidentifiedImageError
 
 from animegan.errors import ImageError
-from animegan.formats import HEAD_BYTES, PHOTO_FORMATS, sniff
+from animegan.formats import HEAD_BYTES, PHOTO_FORMATS, sniff, webp_canvas
 
 #: The formats a photo comes in; `Image.open` tries no others.
 ALLOWED_FORMATS = PHOTO_FORMATS
@@ -113,7 +113,7 @@ def open_untrusted(data: bytes, subject: str) -> tuple[Image.Image, BudgetReader
     if fmt not in ALLOWED_FORMATS:
         raise not_an_image(subject)
     if fmt == "WEBP" and _memory_limit is not None:  # libwebp allocates its canvases on opening
-        width, height = webp_canvas(data)
+        width, height = webp_canvas(data[:HEAD_BYTES]) or (0, 0)
         if width * height * 4 * _WEBP_CANVASES > _memory_limit:
             raise too_much_memory(subject)
     reader = BudgetReader(data, decode_budget(len(data)))
@@ -167,20 +167,6 @@ def is_animated(image: Image.Image, reader: BudgetReader | None) -> bool:
         return bool(getattr(image, "is_animated", False))
     except (DecodeBudgetExceeded, OSError, SyntaxError, EOFError, ValueError):
         return False
-
-
-def webp_canvas(data: bytes) -> tuple[int, int]:
-    """A WebP's canvas size from its first chunk (VP8X, VP8 or VP8L), (0, 0) if unreadable:
-    needed before `Image.open`, which already allocates the canvas."""
-    chunk = data[12:16]
-    if chunk == b"VP8X" and len(data) >= 30:
-        return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
-    if chunk == b"VP8 " and len(data) >= 30:
-        return int.from_bytes(data[26:28], "little") & 0x3FFF, int.from_bytes(data[28:30], "little") & 0x3FFF
-    if chunk == b"VP8L" and len(data) >= 25:
-        bits = int.from_bytes(data[21:25], "little")
-        return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
-    return 0, 0
 
 
 def decode_memory(image: Image.Image, stored_size: tuple[int, int]) -> int:

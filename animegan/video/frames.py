@@ -34,6 +34,7 @@ import av.video
 from PIL import Image, UnidentifiedImageError
 
 from animegan.errors import VideoError
+from animegan.formats import webp_canvas
 from animegan.intake import REDUCING_GAP, fitted_size
 from animegan.pixels import SWAPPING, upright
 from animegan.video.limits import (
@@ -44,7 +45,7 @@ from animegan.video.limits import (
     SLOW_FRAME_MS,
     ClipLimits,
 )
-from animegan.video.sniff import FORMATS, FORMATS_HINT, SNIFF_BYTES, ClipKind, webp_canvas
+from animegan.video.sniff import FORMATS, FORMATS_HINT, SNIFF_BYTES, ClipKind
 from animegan.video.source import (
     ClipSource,
     codec_name,
