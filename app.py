@@ -103,6 +103,7 @@ def parse_args(argv: list[str] | None = None) -> settings_module.Settings:
             "download_mirror",
             "max_side",
             "precision",
+            "engine",
             "inference_workers",
             "max_pending",
         ],

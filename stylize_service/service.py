@@ -22,13 +22,14 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PIL import Image
 
+from animegan.engines import EngineFailure, Runner, StyleEngine, label, load_engine
 from animegan.errors import AnimeGANError, ImageError
-from animegan.inference import PIPELINE_VERSION, Stylizer, load_stylizer
+from animegan.inference import PIPELINE_VERSION
 from animegan.intake import DEFAULT_MAX_SIDE, Photo, apply_alpha, fitted_size, open_image, open_preview
 from animegan.styles import get_style
 from cache_store import PREVIEW_SIDE, Fingerprint, Lookup, ResultCache
@@ -64,10 +65,11 @@ class Received:
     started: float
     style: str
     namespace: str
-    stylizer: Stylizer
+    runner: Runner  # snapshot of the style's engine at receive: namespace and pixels agree
     data: bytes
     raw_sha: str
     use_cache: bool
+    scope: str | None = None
 
 
 @dataclass
@@ -125,7 +127,10 @@ class StylizeService:
 
     `cache=None` runs uncached (the CLI's --no-cache, or a cache that could not open).
     At most `inference_workers` inferences run at once in this process, and at most
-    `max_pending` uncached requests wait for one; past that, `BusyError`.
+    `max_pending` uncached requests wait for one; past that, `BusyError`. `engine` and
+    `precision` choose the model's engine (`animegan.engines.load_engine`); the default here
+    is torch, so that results never change engine mid-way for library callers, while the app
+    and the CLI pass their setting (default "auto").
     """
 
     def __init__(
@@ -137,15 +142,17 @@ class StylizeService:
         precision: str = "auto",
         inference_workers: int = 1,
         max_pending: int = 24,
+        engine: str = "torch",
     ) -> None:
         self.cache = cache
         self.weights_dir = weights_dir
         self.max_side = max_side or DEFAULT_MAX_SIDE
         self.precision = precision
+        self.engine_choice = engine
         self.max_pending = max_pending
         self.calibrator = Calibrator(inference_workers)
         self._gate = threading.BoundedSemaphore(max(1, inference_workers))
-        self._stylizers: dict[str, Stylizer] = {}
+        self._engines: dict[str, StyleEngine] = {}
         self._pending = 0
         self._pending_lock = threading.Lock()
 
@@ -184,14 +191,14 @@ class StylizeService:
         hashing the file only, never decoding it, so no upload can make it slow."""
         started = time.perf_counter() if started is None else started
         data = read_upload(source)
-        stylizer = self.stylizer(style)
-        namespace = self.namespace(stylizer, scope)
+        runner = self.engine(style).current()  # once per request: see `Received.runner`
+        namespace = self.namespace(runner, scope)
         raw_sha = Fingerprint.raw_key(data)
         if self.cache is not None and use_cache:
             hit = self.cache.lookup_raw(namespace, raw_sha)
             if hit is not None:
                 return self._outcome(hit, hit.value, style, started)
-        return Received(started, style, namespace, stylizer, data, raw_sha, use_cache)
+        return Received(started, style, namespace, runner, data, raw_sha, use_cache, scope)
 
     def look_up(self, received: Received) -> Outcome | Job:
         """Decode `received`'s upload as far as fingerprinting needs and answer from the
@@ -226,7 +233,18 @@ class StylizeService:
 
         The upload is decoded for the model first; if those very pixels were stored
         meanwhile (or in another container), that is an exact hit and the model is not run.
+        If a faster engine fails at run time, it has switched itself off: the request is run
+        once more on the engine now current (torch), under that engine's namespace.
         """
+        try:
+            return self._finish(job, progress)
+        except EngineFailure as exc:
+            log.warning("%s; retrying the request on the torch engine", exc)
+            runner = self.engine(job.style).current()
+            namespace = self.namespace(runner, job.scope)
+            return self._finish(replace(job, runner=runner, namespace=namespace), progress)
+
+    def _finish(self, job: Job, progress: Progress | None) -> Outcome:
         photo = open_image(job.data, max_side=self.max_side)
         cache = self.cache if job.fingerprint is not None else None
         fingerprint = job.fingerprint.keyed(model_view(photo)) if job.fingerprint is not None else None
@@ -244,7 +262,7 @@ class StylizeService:
                     fingerprint, lambda: self._calibration_picture(job, photo)
                 )
             with self._gate:
-                output = job.stylizer.stylize(photo.rgb, progress=progress)
+                output = job.runner.stylize(photo.rgb, progress=progress)
             if photo.alpha is not None:
                 output = apply_alpha(output, photo.alpha)
             return encode_png(output), {"width": output.width, "height": output.height}
@@ -282,23 +300,27 @@ class StylizeService:
 
     # -- models and namespaces -----------------------------------------------------
 
-    def stylizer(self, style: str) -> Stylizer:
-        """The loaded model for `style` (looked up once: the look-up checks the weights file)."""
-        found = self._stylizers.get(style)
+    def engine(self, style: str) -> StyleEngine:
+        """The loaded engine for `style` (looked up once: the look-up checks the weights file)."""
+        found = self._engines.get(style)
         if found is None:
             get_style(style)  # an unknown name is a user error, not a missing file
-            found = self._stylizers[style] = load_stylizer(
-                style, weights_dir=self.weights_dir, precision=self.precision
+            found = self._engines[style] = load_engine(
+                style, weights_dir=self.weights_dir, engine=self.engine_choice, precision=self.precision
             )
         return found
 
-    def namespace(self, stylizer: Stylizer, scope: str | None = None) -> str:
-        """Everything that changes the output, so a new model or setting never hits stale
-        entries; with a `scope`, results are shared only within it."""
+    def stylizer(self, style: str) -> Runner:
+        """The runner `style` uses now (loading its engine on first use)."""
+        return self.engine(style).current()
+
+    def namespace(self, runner: Runner, scope: str | None = None) -> str:
+        """Everything that changes the output, so a new model, engine or setting never hits
+        stale entries; with a `scope`, results are shared only within it."""
         parts = [
-            stylizer.style.name,
-            stylizer.weights_sha256[:16],
-            stylizer.precision,
+            runner.style.name,
+            runner.weights_sha256[:16],
+            label(runner),  # engine and precision, e.g. torch-bf16, openvino2026.4-r1-int8+bf16
             f"side{self.max_side}",
             PIPELINE_VERSION,
             "png",
