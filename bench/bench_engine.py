@@ -124,49 +124,59 @@ def _name(engine: str, precision: str) -> str:
 
 def engine_rows(repeats: int) -> list[dict]:
     """Round-robin over sizes and variants, so a burst of load from another process spoils
-    one round of everything rather than every round of one size; the fastest round counts.
+    one round of everything rather than every round of one size. Within a round, each size
+    runs the reference, every variant, and the reference again; a variant's ratio in that
+    round is its time over the mean of the two reference runs around it, and the median of
+    those per-round ratios is what counts (a shared box's load comes in bursts of seconds:
+    ratios of neighbours in time hold still where the fastest-of-N of each drifts apart).
     Round 0 is each variant's first call at each size (for OpenVINO: its first run of that
     shape), timed as the first-call cost."""
     photo = open_image(PHOTOS / LATENCY_PHOTO)
     reference = reference_model()
-    runs = {"reference": partial(reference_stylize, reference)}
-    labels = {"reference": "plain fp32 eager"}
+    runs = {}
+    labels = {}
     for engine, precision in VARIANTS:
         runner = runner_for("hayao", engine, precision)
         runs[_name(engine, precision)] = runner.stylize
         labels[_name(engine, precision)] = label(runner)
+    plain = partial(reference_stylize, reference)
     images = {}
     for side in SIDES:
         image = photo.fit(side).rgb
         images[side] = image.crop((0, 0, image.width - image.width % 4, image.height - image.height % 4))
     times: dict[tuple[int, str], list[float]] = {(side, name): [] for side in SIDES for name in runs}
+    ratios: dict[tuple[int, str], list[float]] = {(side, name): [] for side in SIDES for name in runs}
+    reference_s: dict[int, list[float]] = {side: [] for side in SIDES}
     first: dict[tuple[int, str], float] = {}
     outputs = {}
     for round_ in range(repeats + 1):
         for side, image in images.items():
+            before, outputs[side, "reference"] = clocked(partial(plain, image))
+            measured = {}
             for name, run in runs.items():
-                seconds, outputs[side, name] = clocked(partial(run, image))
-                if round_:
-                    times[side, name].append(seconds)
-                else:
-                    first[side, name] = seconds
+                measured[name], outputs[side, name] = clocked(partial(run, image))
+            after, _ = clocked(partial(plain, image))
+            if not round_:
+                first.update({(side, name): seconds for name, seconds in measured.items()})
+                continue
+            reference_s[side] += [before, after]
+            for name, seconds in measured.items():
+                times[side, name].append(seconds)
+                ratios[side, name].append(seconds / ((before + after) / 2))
         print(f"[engine] latency round {round_} done", flush=True)
     rows = []
     for side, image in images.items():
-        ref = times[side, "reference"]
         for name in runs:
-            if name == "reference":
-                continue
             rows.append(
                 {
                     "side": side,
                     "size": image.size,
                     "variant": name,
                     "label": labels[name],
-                    "reference_s": min(ref),
-                    "seconds": min(times[side, name]),
-                    "ratio": min(times[side, name]) / min(ref),
-                    "median_ratio": statistics.median(times[side, name]) / statistics.median(ref),
+                    "reference_s": statistics.median(reference_s[side]),
+                    "seconds": statistics.median(times[side, name]),
+                    "ratio": statistics.median(ratios[side, name]),
+                    "ratio_range": (min(ratios[side, name]), max(ratios[side, name])),
                     "first_s": first[side, name],
                     "psnr": psnr(outputs[side, name], outputs[side, "reference"]),
                 }
@@ -274,9 +284,9 @@ def batch_rows(repeats: int) -> list[dict]:
 
 
 def sweep_rows() -> list[dict]:
-    """One step of a greedy per-layer sweep: int8 with the recipe's kept convolutions minus
-    the one under test (or plus it, for those not kept), worst and mean PSNR on a quarter
-    of the photos at 384 px (calibration as the recipe's; a build per row: slow)."""
+    """Per convolution, int8 with the recipe's kept convolutions minus that one (if kept) or
+    plus it (if not): worst and mean PSNR on every photo at 384 px (calibration as the
+    recipe's; a quantization per row: slow)."""
     import logging
 
     import nncf
@@ -292,7 +302,7 @@ def sweep_rows() -> list[dict]:
         if op.get_type_name() in ("Convolution", "GroupConvolution")
     ]
     calibration = [photo_batch(p, 320, 4) for p in calibration_photos()]
-    evaluation = [photo_batch(p, 384, 4) for p in photo_paths()[::4]]
+    evaluation = [photo_batch(p, 384, 4) for p in photo_paths()]
     core = ov.Core()
     exact = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     expected = [exact(x)[0] for x in evaluation]
@@ -433,7 +443,7 @@ def _engine_cells(r: dict, memory: dict) -> tuple:
         f"{r['seconds']:.3f}",
         f"{r['reference_s']:.3f}",
         f"**{r['ratio']:.3f}x**",
-        f"{r['median_ratio']:.3f}x",
+        f"{r['ratio_range'][0]:.2f}-{r['ratio_range'][1]:.2f}x",
         f"{r['psnr']:.1f}",
         f"{r['first_s']:.2f}",
         f"{peak:.0f}" if peak is not None else "–",
@@ -455,7 +465,7 @@ def summary_lines(auto: str, engines: list[dict], fidelity: list[dict]) -> list[
         rows.append(
             (
                 f"`auto` here ({auto}, `{picked['label']}`) at 512 px vs plain fp32 eager, same run",
-                f"{picked['ratio']:.3f}x (median of rounds {picked['median_ratio']:.3f}x)",
+                "{:.3f}x (rounds {:.3f}-{:.3f}x)".format(picked["ratio"], *picked["ratio_range"]),
                 f"≤ {RATIO_GOAL}x (≤ {RATIO_MUST}x must hold)",
                 ok,
             )
@@ -510,9 +520,10 @@ def write_markdown(machine: dict, results: dict, repeats: int) -> None:
         *summary_lines(auto, engines, fidelity),
         f"## Every engine and precision (Hayao, photo `{LATENCY_PHOTO}` fitted to each side)",
         "",
-        f"Fastest of {repeats} rounds after a first round; each round runs every size and variant "
-        "once, so a burst of load from another process spoils one round of all of them (the ratio "
-        "of the medians is the next column). *Reference*: the same generator and weights, float32, "
+        f"Medians of {repeats} rounds after a first round; each round runs, per size, the reference, "
+        "every variant and the reference again, and a variant's ratio in a round is its time over "
+        "the mean of those two reference runs (the range over rounds is the next column). "
+        "*Reference*: the same generator and weights, float32, "
         "NCHW, default torch settings, one pass, `torch.no_grad`. *first call*: the variant's first "
         "run at that size (for OpenVINO the first run of a new shape on the one converted model: "
         "no compile). PSNR is against the reference output (8-bit RGB). *peak MB*: VmHWM of a "
@@ -522,7 +533,7 @@ def write_markdown(machine: dict, results: dict, repeats: int) -> None:
         + "). The `label` is what the cache namespace says.",
         "",
         *table(
-            "side | variant | label | seconds | reference s | ratio | median ratio | PSNR dB | first call s "
+            "side | variant | label | seconds | reference s | ratio | ratio range | PSNR dB | first call s "
             "| peak MB",
             [_engine_cells(r, memory) for r in engines],
             "rllrrrrrrr",
@@ -594,7 +605,7 @@ def write_markdown(machine: dict, results: dict, repeats: int) -> None:
             "",
             f"Recipe r{RECIPE_VERSION} keeps {', '.join(f'`{n}`' for n in INT8_KEEP['animeganv2'])}. "
             "Each row flips one convolution (a kept one quantized, another one kept) and gives the worst and "
-            "mean PSNR against float32 on every fourth photo at 384 px.",
+            "mean PSNR against float32 on every photo at 384 px.",
             "",
             *table(
                 "layer | kept by the recipe | min dB when flipped | mean dB",
@@ -654,7 +665,6 @@ def write_markdown(machine: dict, results: dict, repeats: int) -> None:
             "reference would need about 1.7 KB per pixel (~21 GB) and is not run.",
         ]
     path = write_result("engine.md", "\n".join(lines) + "\n")
-    (path.parent / "engine.json").write_text(json.dumps(results, indent=1, default=str))
     print(f"[engine] wrote {path}; DEFAULT_MAX_SIDE by this run: {chosen}", flush=True)
 
 
@@ -691,6 +701,7 @@ def main(argv: list[str] | None = None) -> int:
     for part in args.parts.split(","):
         started = time.monotonic()
         results[part] = jobs[part]()
+        saved.write_text(json.dumps(results, indent=1, default=str))  # a later crash keeps this part
         print(f"[engine] {part} done in {time.monotonic() - started:.0f} s", flush=True)
     if args.sweep:
         results["sweep"] = sweep_rows()
