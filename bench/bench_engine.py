@@ -1,7 +1,7 @@
 """Engine benchmark: every engine and precision against a plain float32 run, fidelity over
 all photos, start-up costs, batches of frames, tiling accuracy and memory.
 
-    .venv/bin/python -m bench.bench_engine [--repeats 5] [--skip-big] [--fp32-big] [--sweep]
+    .venv/bin/python -m bench.bench_engine [--repeats 5] [--skip-big] [--fp32-big] [--sweep] [--hits]
 
 Writes bench/results/engine.md (about 15 minutes on 2 cores). Every latency is reported
 next to a plain reference run in the same process on the same photo (the same generator
@@ -325,9 +325,54 @@ def sweep_rows() -> list[dict]:
         ]
         layer = name.split("/")[0].removeprefix("__module.")
         rows.append(
-            {"layer": layer, "kept": name in kept, "min": min(scores), "mean": float(np.mean(scores))}
+            {"layer": layer, "kept": name in kept, "min": float(min(scores)), "mean": float(np.mean(scores))}
         )
         print(f"[engine] sweep {rows[-1]}", flush=True)
+    return rows
+
+
+# -- hits while the model is busy, per engine -------------------------------------------------
+
+
+def hits_rows() -> list[dict]:
+    """bench/e2e's hits-under-load test (the real app, --max-side 256, queued misses) once per
+    engine: p95 of hits while the model is busy over p95 while it is idle."""
+    import shutil
+
+    from bench.e2e import load
+
+    photos = photo_paths()
+    faces = [p for p in photos if p.name.startswith("face_")]
+    scenes = [p for p in photos if p.name.startswith("scene_animeganv3_")]
+    rows = []
+    for engine in ("torch", "auto"):
+        work = Path(tempfile.mkdtemp(prefix="bench-engine-hits-"))
+        try:
+            report = load.hits_under_load(
+                work,
+                WEIGHTS,
+                faces[:6],
+                faces[6:16] + scenes[:6],
+                hit_clients=2,
+                load_clients=4,
+                hits_per_client=30,
+                env={"ANIMEGAN_ENGINE": engine},
+            )
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        rows.append(
+            {
+                "engine": engine,
+                "idle_p95_ms": report["idle"]["all"].get("p95"),
+                "busy_p95_ms": report["busy"]["all"].get("p95"),
+                "ratio": report.get("p95_busy_vs_idle"),
+                "noop_ratio": report.get("noop_p95_busy_vs_idle"),
+                "misses_in_window": report["model_runs_finished_in_window"],
+                "window_s": report["window_s"],
+                "errors": len(report["errors"]),
+            }
+        )
+        print(f"[engine] hits {rows[-1]}", flush=True)
     return rows
 
 
@@ -617,6 +662,33 @@ def write_markdown(machine: dict, results: dict, repeats: int) -> None:
             ),
             "",
         ]
+    if results.get("hits"):
+        lines += [
+            "## Hits while the model is busy, per engine (the real app, bench/e2e's load test)",
+            "",
+            "p95 of cache hits (exact re-uploads and new re-encodes) while 4 clients keep the model "
+            "busy with new photos, over their p95 while it is idle; a no-op Gradio app on the same "
+            "box, measured alongside, shows what the box alone does. Goal: ≤ 2x.",
+            "",
+            *table(
+                "engine | idle p95 ms | busy p95 ms | busy / idle | no-op app busy / idle | misses done "
+                "in the busy windows | errors",
+                [
+                    (
+                        r["engine"],
+                        f"{r['idle_p95_ms']:.0f}",
+                        f"{r['busy_p95_ms']:.0f}",
+                        f"**{r['ratio']:.2f}x**",
+                        f"{r['noop_ratio']:.2f}x" if r["noop_ratio"] else "–",
+                        f"{r['misses_in_window']} in {r['window_s']:.0f} s",
+                        r["errors"],
+                    )
+                    for r in results["hits"]
+                ],
+                "lrrrrrr",
+            ),
+            "",
+        ]
     lines += [
         "## Tiling: tiled output against one untiled pass (float32)",
         "",
@@ -631,7 +703,14 @@ def write_markdown(machine: dict, results: dict, repeats: int) -> None:
         "",
         *table(
             ("photo", "size", *map(str, TILE_SIDES)),
-            [(r["photo"], _size(r["size"]), *(f"{r[t]:.1f}" for t in TILE_SIDES)) for r in results["tiling"]],
+            [
+                (
+                    r["photo"],
+                    _size(r["size"]),
+                    *(f"{r[str(t)] if str(t) in r else r[t]:.1f}" for t in TILE_SIDES),
+                )
+                for r in results["tiling"]
+            ],
             "llrrr",
         ),
         "",
@@ -677,6 +756,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-big", action="store_true", help=f"skip the {BIG_SIZE} run")
     parser.add_argument("--fp32-big", action="store_true", help=f"also run {BIG_SIZE} at fp32")
     parser.add_argument("--sweep", action="store_true", help="also run the int8 per-layer sweep (slow)")
+    parser.add_argument("--hits", action="store_true", help="also run the hits-under-load test per engine")
     parser.add_argument(
         "--parts",
         default=",".join(PARTS),
@@ -705,6 +785,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[engine] {part} done in {time.monotonic() - started:.0f} s", flush=True)
     if args.sweep:
         results["sweep"] = sweep_rows()
+    if args.hits:
+        results["hits"] = hits_rows()
+    saved.write_text(json.dumps(results, indent=1, default=str))
     missing = [part for part in PARTS if part not in results]
     if missing:
         raise SystemExit(f"no results yet for {', '.join(missing)}: run them with --parts")

@@ -320,7 +320,7 @@ class StylizeService:
         parts = [
             runner.style.name,
             runner.weights_sha256[:16],
-            label(runner),  # engine and precision, e.g. torch-bf16, openvino2026.4-r1-int8+bf16
+            label(runner),  # engine and precision, e.g. torch-bf16, openvino2026.4-r2-int8+bf16
             f"side{self.max_side}",
             PIPELINE_VERSION,
             "png",

@@ -43,7 +43,7 @@ class Runner(Protocol):
 
 def label(runner: Runner) -> str:
     """The runner's part of a cache namespace: engine (with what changes its output) and
-    precision, e.g. ``torch-bf16`` or ``openvino2026.4-q1-int8+bf16``."""
+    precision, e.g. ``torch-bf16`` or ``openvino2026.4-r2-int8+bf16``."""
     return f"{getattr(runner, 'engine_tag', runner.engine)}-{runner.precision}"
 
 
