@@ -1,10 +1,12 @@
 """A style's engine: the torch stylizer at once, a faster runtime as soon as it is ready.
 
 ``load_engine`` returns a ``StyleEngine`` whose ``current()`` is the runner to use *now*.
-It starts as the torch stylizer (the reference, and the fallback); a background thread
-meanwhile reads the converted OpenVINO model from the store (about a second) or, on a
-machine's first start, builds it in a low-priority child process (tens of seconds), checks
-it on a probe against float32 torch, and then switches ``current()`` to it. Anything that
+When the converted OpenVINO model is in the store already (every start but a machine's
+first), it is read and checked at once (a fraction of a second), so the process runs on it
+from its first request and never switches. Otherwise ``current()`` starts as the torch
+stylizer (the reference, and the fallback) while a background thread builds the model in a
+low-priority child process (tens of seconds), checks it on a probe against float32 torch,
+and then switches ``current()`` to it. Anything that
 goes wrong (no OpenVINO, a CPU it does not support, a failed build or check, a failure at
 run time) is logged once and leaves the torch engine serving: never a failed request.
 
@@ -127,11 +129,17 @@ class StyleEngine:
         )
 
     def start(self) -> StyleEngine:
-        """Settle in a background thread (returns at once)."""
-        if self._thread is None and not self._settled.is_set():
-            name = f"engine-{self.fallback.style.name}"
-            self._thread = threading.Thread(target=self.settle, name=name, daemon=True)
-            self._thread.start()
+        """Settle: at once when the best option is already in the store (reading it takes a
+        fraction of a second, and a process that starts on it never switches engines), else
+        in a background thread (returns at once)."""
+        if self._thread is not None or self._settled.is_set():
+            return self
+        if self._stored(self.options[0]) and self._try(self.options[0]):
+            self._settled.set()
+            return self
+        name = f"engine-{self.fallback.style.name}"
+        self._thread = threading.Thread(target=self.settle, name=name, daemon=True)
+        self._thread.start()
         return self
 
     def current(self) -> Runner:
@@ -150,23 +158,36 @@ class StyleEngine:
             if missing is not None:
                 self._give_up(f"OpenVINO is not usable here ({missing})")
                 return
-            for option in self.options:
-                try:
-                    self._fast = self._load(option)
-                    self.status = "ready"
-                    log.info("engine: %s now runs on %r", self.fallback.style.name, self._fast)
-                    return
-                except Exception as exc:  # a native converter raises anything
-                    _log_once(
-                        logging.WARNING,
-                        "engine: OpenVINO %s for style %s is not used: %s",
-                        option.kind,
-                        self.fallback.style.name,
-                        exc,
-                    )
-            self._give_up("no OpenVINO model could be loaded")
+            if not any(self._try(option) for option in self.options):
+                self._give_up("no OpenVINO model could be loaded")
         finally:
             self._settled.set()
+
+    def _try(self, option: Option) -> bool:
+        """Load ``option`` (from the store, else built) and switch to it; False if it fails."""
+        try:
+            self._fast = self._load(option)
+        except Exception as exc:  # a native converter raises anything
+            _log_once(
+                logging.WARNING,
+                "engine: OpenVINO %s for style %s is not used: %s",
+                option.kind,
+                self.fallback.style.name,
+                exc,
+            )
+            return False
+        self.status = "ready"
+        log.info("engine: %s now runs on %r", self.fallback.style.name, self._fast)
+        return True
+
+    def _stored(self, option: Option) -> bool:
+        """Whether OpenVINO runs here and ``option``'s model is in the store already."""
+        if _runtime_problem() is not None:
+            return False
+        try:
+            return self.store.find(self._key(option)) is not None
+        except Exception:  # an unreadable store: the background path logs it
+            return False
 
     def disable(self, runner: Runner, exc: BaseException) -> None:
         """Switch ``runner`` off after a run-time failure: torch serves from now on."""
