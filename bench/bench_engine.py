@@ -560,7 +560,7 @@ def write_markdown(machine: dict, results: dict, repeats: int) -> None:
         "Shared box: other processes may run at the same time, so read the ratios (measured interleaved in "
         "one process), not the absolute times.",
         "",
-        "`python -m bench.bench_engine [--fp32-big] [--sweep]` regenerates this file.",
+        "`python -m bench.bench_engine [--fp32-big] [--sweep] [--hits]` regenerates this file.",
         "",
         *summary_lines(auto, engines, fidelity),
         f"## Every engine and precision (Hayao, photo `{LATENCY_PHOTO}` fitted to each side)",
