@@ -1,8 +1,8 @@
 """Photo-to-anime stylization engine (AnimeGANv2 and White-box generators, PyTorch).
 
 The light parts (styles, errors, image intake) are imported eagerly; the torch-backed
-parts (``load_stylizer``, weights handling) load on first attribute access, so a UI can
-list styles and validate uploads without paying for torch.
+parts (``load_stylizer``, ``load_engine``, weights handling) load on first attribute access,
+so a UI can list styles and validate uploads without paying for torch.
 """
 
 from __future__ import annotations
@@ -24,6 +24,10 @@ from animegan.intake import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, Photo, apply_a
 from animegan.styles import DEFAULT_STYLE, STYLES, Style, get_style
 
 if TYPE_CHECKING:
+    from animegan.engines import EngineFailure as EngineFailure
+    from animegan.engines import Runner as Runner
+    from animegan.engines import StyleEngine as StyleEngine
+    from animegan.engines import load_engine as load_engine
     from animegan.inference import PIPELINE_VERSION as PIPELINE_VERSION
     from animegan.inference import Stylizer as Stylizer
     from animegan.inference import load_stylizer as load_stylizer
@@ -31,6 +35,10 @@ if TYPE_CHECKING:
     from animegan.weights import ensure_weights as ensure_weights
 
 _LAZY = {
+    "EngineFailure": "animegan.engines",
+    "Runner": "animegan.engines",
+    "StyleEngine": "animegan.engines",
+    "load_engine": "animegan.engines",
     "PIPELINE_VERSION": "animegan.inference",
     "Stylizer": "animegan.inference",
     "load_stylizer": "animegan.inference",

@@ -1,5 +1,7 @@
 """Stylizers: a loaded generator plus everything needed to run it on a PIL image.
 
+This is the reference engine (eager PyTorch) and the fallback of the faster ones in
+``animegan.engines``, which share its image conversions (``to_batch``, ``to_image``).
 ``load_stylizer`` loads each (style, weights file, precision, device) once, lazily and
 thread-safely, and hands out the same ``Stylizer`` afterwards. A ``Stylizer`` pads to the
 model's stride by reflection (never stretches), runs large images in tiles with
@@ -43,7 +45,12 @@ Progress = Callable[[float], None]
 
 
 class Stylizer:
-    """A ready-to-run generator for one style. Safe to share between threads."""
+    """A ready-to-run generator for one style. Safe to share between threads.
+
+    One of ``animegan.engines``' runners: ``engine`` is "torch".
+    """
+
+    engine = "torch"
 
     def __init__(
         self,
@@ -80,22 +87,17 @@ class Stylizer:
 
         ``progress`` is called with the finished fraction (0..1) as work proceeds.
         """
-        if image.mode != "RGB":
-            raise ValueError(f"stylize takes an RGB image, not {image.mode}: use open_image")
-        width, height = image.size
-        if min(width, height) < MIN_SIDE:
-            raise ImageError(
-                f"The image is {width}x{height} pixels; each side must be at least {MIN_SIDE}.",
-                "too_small",
-            )
-        x = _to_tensor(image)
-        pad_h, pad_w = -height % self._stride, -width % self._stride
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
+        width, height = check_rgb(image)
+        x = to_batch([image], self._stride)
         with torch.inference_mode():
             with self._lock:
                 y = self._run(x, progress)
-            return _to_image(y[:, :, :height, :width])
+            return to_image(y[:, :, :height, :width])
+
+    def stylize_batch(self, images: list[Image.Image]) -> list[Image.Image]:
+        """Stylize same-size RGB images (video frames): one at a time, which measured as
+        fast per frame as a batch through the model (bench/results/engine.md)."""
+        return [self.stylize(image) for image in images]
 
     def retiled(self, tile_size: int) -> Stylizer:
         """The same model with another tile budget (side of a square tile, in pixels).
@@ -164,13 +166,36 @@ class Stylizer:
         return self._model(self._prepare(x)).float().cpu()
 
 
+def check_rgb(image: Image.Image) -> tuple[int, int]:
+    """``image``'s size, after refusing what no engine runs: another mode, a tiny side."""
+    if image.mode != "RGB":
+        raise ValueError(f"stylize takes an RGB image, not {image.mode}: use open_image")
+    width, height = image.size
+    if min(width, height) < MIN_SIDE:
+        raise ImageError(
+            f"The image is {width}x{height} pixels; each side must be at least {MIN_SIDE}.",
+            "too_small",
+        )
+    return width, height
+
+
+def to_batch(images: list[Image.Image], stride: int) -> Tensor:
+    """(N, 3, H, W) float32 in [-1, 1] from same-size RGB images, reflection-padded to a
+    multiple of ``stride`` (never stretched); in place on a fresh array (a 12 MP photo is
+    144 MB)."""
+    array = np.stack([np.asarray(image, dtype=np.float32) for image in images])  # our own copy
+    x = torch.from_numpy(array).permute(0, 3, 1, 2).div_(127.5).sub_(1.0)
+    height, width = x.shape[-2:]
+    pad_h, pad_w = -height % stride, -width % stride
+    return F.pad(x, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else x
+
+
 def _to_tensor(image: Image.Image) -> Tensor:
-    """(1, 3, H, W) float32 in [-1, 1]; in place on a fresh array (a 12 MP photo is 144 MB)."""
-    array = np.array(image, dtype=np.float32)  # H, W, 3 in 0..255, our own copy
-    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).div_(127.5).sub_(1.0)
+    """(1, 3, H, W) float32 in [-1, 1], unpadded (the tiling tests cut their own tiles)."""
+    return to_batch([image], 1)
 
 
-def _to_image(y: Tensor) -> Image.Image:
+def to_image(y: Tensor) -> Image.Image:
     """8-bit RGB from a (1, 3, H, W) tanh-range batch, which is overwritten on the way."""
     pixels = y[0].mul_(127.5).add_(127.5).clamp_(0, 255).round_().to(torch.uint8)
     return Image.fromarray(pixels.permute(1, 2, 0).contiguous().numpy(), mode="RGB")
@@ -183,15 +208,21 @@ def default_device() -> str:
 _threads_configured = False
 
 
-def _configure_threads() -> None:
-    """One intra-op thread per CPU this process may use (torch may count the host's cores).
+def cpu_threads() -> int:
+    """Compute threads for any engine: OMP_NUM_THREADS when the user set it, else one per CPU
+    this process may use (torch and OpenVINO may count the host's cores instead)."""
+    try:
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    except (KeyError, ValueError):
+        return max(1, len(os.sched_getaffinity(0)))
 
-    Left alone when the user set OMP_NUM_THREADS.
-    """
+
+def _configure_threads() -> None:
+    """One intra-op thread per CPU this process may use (left alone under OMP_NUM_THREADS)."""
     global _threads_configured
     if _threads_configured or "OMP_NUM_THREADS" in os.environ:
         return
-    torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
+    torch.set_num_threads(cpu_threads())
     _threads_configured = True
 
 

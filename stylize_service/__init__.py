@@ -51,6 +51,7 @@ def build_service(settings: Settings) -> StylizeService:
         weights_dir=settings.weights_dir,
         max_side=settings.max_side,
         precision=settings.precision,
+        engine=settings.engine,
         inference_workers=settings.inference_workers,
         max_pending=settings.max_pending,
     )

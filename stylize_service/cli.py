@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
             "weights_dir",
             "max_side",
             "precision",
+            "engine",
             "cache_dir",
             "cache_url",
             "no_cache",

@@ -33,8 +33,8 @@ from typing import Any, TypeVar, cast, get_args
 
 from PIL import Image
 
+from animegan.engines import EngineFailure, Runner
 from animegan.errors import AnimeGANError, VideoError, VideoErrorReason
-from animegan.inference import Stylizer
 from animegan.isolated import Budget, JobError, Upload, WorkerFailure, WorkerPool
 from animegan.isolated.clip_jobs import frame_from, info_from
 from animegan.video import ClipFrame, ClipInfo, ClipLimits, GifWriter, Mp4Writer
@@ -164,13 +164,29 @@ class ClipService:
                 "animated GIF or WebP.",
                 "not_video",
             )
-        stylizer = self.photos.stylizer(style)
-        frames_ns = self.photos.namespace(stylizer, scope, max_side=self.max_side)
+        try:
+            return self._stylize(upload, style, use_cache, scope, client, started, progress)
+        except EngineFailure as exc:  # the faster engine switched itself off: once more on torch
+            log.warning("%s; retrying the clip on the torch engine", exc)
+            return self._stylize(upload, style, use_cache, scope, client, started, progress)
+
+    def _stylize(
+        self,
+        upload: Upload,
+        style: str,
+        use_cache: bool,
+        scope: str | None,
+        client: Client,
+        started: float,
+        progress: Progress | None,
+    ) -> ClipOutcome:
+        runner = self.photos.stylizer(style)  # one engine for every frame of the clip
+        frames_ns = self.photos.namespace(runner, scope, max_side=self.max_side)
         clip_ns = f"{frames_ns}|{CLIP_FORMAT_VERSION}"
         cache = self.photos.cache
         report = progress or _quiet
         cache_client = None if scope else (client.address or client.session)
-        run = _Run(self, upload, stylizer, frames_ns, client, cache_client, use_cache, report)
+        run = _Run(self, upload, runner, frames_ns, client, cache_client, use_cache, report)
         if cache is None:
             value, meta = run.compute()
             return _outcome(value, meta, "miss", style, started, cached=False)
@@ -210,7 +226,7 @@ class _Run:
         self,
         clips: ClipService,
         upload: Upload,
-        stylizer: Stylizer,
+        runner: Runner,
         namespace: str,
         client: Client,
         cache_client: str | None,
@@ -218,7 +234,7 @@ class _Run:
         progress: Progress,
     ) -> None:
         self.clips, self.photos = clips, clips.photos
-        self.upload, self.stylizer, self.namespace = upload, stylizer, namespace
+        self.upload, self.runner, self.namespace = upload, runner, namespace
         self.client, self.cache_client = client, cache_client
         self.use_cache, self.progress = use_cache, progress
         self.counts: Counter[str] = Counter()
@@ -288,7 +304,7 @@ class _Run:
         cache = self.photos.cache
         if cache is None:
             self.counts["miss"] += 1
-            return self.photos.run_model(self.stylizer, frame, self.client)
+            return self.photos.run_model(self.runner, frame, self.client)
         fingerprint = Fingerprint.of(frame)  # the frame is the model's view: exact keys too
         if self.use_cache:
             hit = cache.lookup(
@@ -302,7 +318,7 @@ class _Run:
         def compute() -> tuple[bytes, Meta]:
             nonlocal calibration
             calibration = self.photos.calibrator.start(fingerprint, lambda: frame)
-            output = self.photos.run_model(self.stylizer, frame, self.client)
+            output = self.photos.run_model(self.runner, frame, self.client)
             return encode_png(output), {"width": output.width, "height": output.height}
 
         def stored() -> Fingerprint:

@@ -28,14 +28,15 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PIL import Image
 
+from animegan.engines import EngineFailure, Runner, StyleEngine, label, load_engine
 from animegan.errors import AnimeGANError
 from animegan.formats import is_photo
-from animegan.inference import PIPELINE_VERSION, Stylizer, load_stylizer
+from animegan.inference import PIPELINE_VERSION
 from animegan.intake import DEFAULT_MAX_SIDE, Photo, apply_alpha, fitted_size
 from animegan.isolated import DEFAULT_WORKER_MEMORY, DEFAULT_WORKERS, IsolatedDecoder, Upload
 from animegan.safe_decode import not_an_image
@@ -104,12 +105,13 @@ class Received:
     started: float
     style: str
     namespace: str
-    stylizer: Stylizer
+    runner: Runner  # snapshot of the style's engine at receive: namespace and pixels agree
     upload: Upload
     use_cache: bool
     client: Client
     warm_up: bool = False  # the app's own example: pinned in the cache, and not counted
     cache_client: str | None = None  # who asks, as the cache's eviction tells clients apart
+    scope: str | None = None
 
 
 @dataclass
@@ -141,7 +143,10 @@ class StylizeService:
     At most `inference_workers` inferences run at once in this process, and at most
     `max_pending` uncached requests wait for one; past that, `BusyError`. Uploads are
     decoded by `decode_workers` worker processes of `decode_memory` bytes each, started
-    on first use.
+    on first use. `engine` and `precision` choose the model's engine
+    (`animegan.engines.load_engine`); the default here is torch, so that results never
+    change engine mid-way for library callers, while the app and the CLI pass their setting
+    (default "auto").
     """
 
     def __init__(
@@ -157,11 +162,13 @@ class StylizeService:
         decode_memory: int = DEFAULT_WORKER_MEMORY,
         per_session: int = PER_SESSION,
         per_address: int = PER_ADDRESS,
+        engine: str = "torch",
     ) -> None:
         self.cache = cache
         self.weights_dir = weights_dir
         self.max_side = max_side or DEFAULT_MAX_SIDE
         self.precision = precision
+        self.engine_choice = engine
         self.max_pending = max_pending
         self.calibrator = Calibrator(inference_workers)
         self.model_slots = FairSlots(max(1, inference_workers))
@@ -171,7 +178,7 @@ class StylizeService:
         self._decode_memory = decode_memory
         self._decoder: IsolatedDecoder | None = None
         self._decoder_lock = threading.Lock()
-        self._stylizers: dict[str, Stylizer] = {}
+        self._engines: dict[str, StyleEngine] = {}
         self._pending = 0
         self._pending_lock = threading.Lock()
 
@@ -230,13 +237,13 @@ class StylizeService:
         """
         started = time.perf_counter() if started is None else started
         upload = Upload.read(source, limit=MAX_UPLOAD_BYTES, subject=subject or _subject(source))
-        stylizer = self.stylizer(style)
-        namespace = self.namespace(stylizer, scope)
+        runner = self.stylizer(style)  # once per request: see `Received.runner`
+        namespace = self.namespace(runner, scope)
         # Eviction keeps what other clients come back for; within a private scope only the
         # same visitor ever hits, so no client is named there.
         cache_client = None if scope else (client.address or client.session)
         received = Received(
-            started, style, namespace, stylizer, upload, use_cache, client, warm_up, cache_client
+            started, style, namespace, runner, upload, use_cache, client, warm_up, cache_client, scope
         )
         if self.cache is not None and use_cache:
             hit = self.cache.lookup_raw(namespace, upload.sha256, client=cache_client, pinned=warm_up)
@@ -282,8 +289,19 @@ class StylizeService:
 
         The upload is decoded for the model first; if those very pixels were stored
         meanwhile (or in another container), that is an exact hit and the model is not run.
-        `progress(fraction, stage)` hears how far the request is.
+        `progress(fraction, stage)` hears how far the request is. If a faster engine fails
+        at run time, it has switched itself off: the request runs once more on the engine now
+        current (torch), under that engine's namespace.
         """
+        try:
+            return self._finish(job, progress)
+        except EngineFailure as exc:
+            log.warning("%s; retrying the request on the torch engine", exc)
+            runner = self.stylizer(job.style)
+            namespace = self.namespace(runner, job.scope)
+            return self._finish(replace(job, runner=runner, namespace=namespace), progress)
+
+    def _finish(self, job: Job, progress: Progress | None) -> Outcome:
         with self._waiting_slot():
             photo, also = self._photo_and_calibration(job)
             cache = self.cache if job.fingerprint is not None else None
@@ -380,24 +398,28 @@ class StylizeService:
                 self._decoder = IsolatedDecoder(self._decode_workers, self._decode_memory)
             return self._decoder
 
-    def stylizer(self, style: str) -> Stylizer:
-        """The loaded model for `style` (looked up once: the look-up checks the weights file)."""
-        found = self._stylizers.get(style)
+    def engine(self, style: str) -> StyleEngine:
+        """The loaded engine for `style` (looked up once: the look-up checks the weights file)."""
+        found = self._engines.get(style)
         if found is None:
             get_style(style)  # an unknown name is a user error, not a missing file
-            found = self._stylizers[style] = load_stylizer(
-                style, weights_dir=self.weights_dir, precision=self.precision
+            found = self._engines[style] = load_engine(
+                style, weights_dir=self.weights_dir, engine=self.engine_choice, precision=self.precision
             )
         return found
 
-    def namespace(self, stylizer: Stylizer, scope: str | None = None, *, max_side: int | None = None) -> str:
+    def stylizer(self, style: str) -> Runner:
+        """The runner `style` uses now (loading its engine on first use)."""
+        return self.engine(style).current()
+
+    def namespace(self, runner: Runner, scope: str | None = None, *, max_side: int | None = None) -> str:
         """Everything that changes the output, so a new model or setting never hits stale
         entries; with a `scope`, results are shared only within it. `max_side` is the side
         pictures are fitted to (default: this service's; a clip's frames have their own)."""
         parts = [
-            stylizer.style.name,
-            stylizer.weights_sha256[:16],
-            stylizer.precision,
+            runner.style.name,
+            runner.weights_sha256[:16],
+            label(runner),  # engine and precision, e.g. torch-bf16, openvino2026.4-r2-int8+bf16
             f"side{max_side or self.max_side}",
             PIPELINE_VERSION,
             "png",
@@ -424,12 +446,12 @@ class StylizeService:
             return self.decoder.photo(received.upload, max_side=self.max_side, also_side=also)
 
     def _run_model(self, job: Job, photo: Photo, progress: Progress | None) -> Image.Image:
-        return self.run_model(job.stylizer, photo.rgb, job.client, progress)
+        return self.run_model(job.runner, photo.rgb, job.client, progress)
 
     def run_model(
-        self, stylizer: Stylizer, rgb: Image.Image, client: Client, progress: Progress | None = None
+        self, runner: Runner, rgb: Image.Image, client: Client, progress: Progress | None = None
     ) -> Image.Image:
-        """`stylizer`'s output for `rgb`, once `client`'s turn for the model has come;
+        """`runner`'s output for `rgb`, once `client`'s turn for the model has come;
         `progress` hears the wait ("N ahead") and the pass."""
 
         def waiting(ahead: int) -> None:
@@ -437,9 +459,9 @@ class StylizeService:
                 progress(0.0, f"Waiting for the model ({ahead} ahead)")
 
         with self.model_slots.slot(client.key, on_wait=waiting):
-            model = f"{stylizer.style.name}|{stylizer.precision}"
+            model = f"{runner.style.name}|{label(runner)}"
             with model_progress(progress, rgb.size, model) as report:
-                return stylizer.stylize(rgb, progress=report)
+                return runner.stylize(rgb, progress=report)
 
     def _min_source_side(self, upload_size: tuple[int, int]) -> int:
         """The longer side an entry's source needs for its output to serve this upload."""

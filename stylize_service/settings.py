@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from animegan.precision_choices import PRECISIONS
+from animegan.precision_choices import ENGINE_PRECISIONS, ENGINES
 
 DEFAULT_CACHE_DIR = Path(".cache") / "results"
 #: The defaults that live with the code that uses them (cache_store.DEFAULT_THRESHOLD,
@@ -71,6 +71,7 @@ class Settings:
     download_mirror: str | None = None
     max_side: int = DEFAULT_MAX_SIDE
     precision: str = "auto"
+    engine: str = "auto"
     inference_workers: int = 1
     max_pending: int = 24
     video_side: int = 512
@@ -110,7 +111,12 @@ _OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
         "fetch every download from <this URL>/<file name> instead of its upstream URL",
     ),
     "max_side": ("ANIMEGAN_MAX_SIDE", int, "longest side the model sees, in pixels"),
-    "precision": ("ANIMEGAN_PRECISION", str, f"one of {', '.join(PRECISIONS)}"),
+    "precision": ("ANIMEGAN_PRECISION", str, f"one of {', '.join(ENGINE_PRECISIONS)} (int8: OpenVINO only)"),
+    "engine": (
+        "ANIMEGAN_ENGINE",
+        str,
+        f"one of {', '.join(ENGINES)}: auto runs the fastest faithful engine this CPU supports",
+    ),
     "inference_workers": ("ANIMEGAN_INFERENCE_WORKERS", int, "inferences run at once per process"),
     "max_pending": ("ANIMEGAN_MAX_PENDING", int, "uncached requests allowed to wait before 'busy'"),
     "video_side": ("ANIMEGAN_VIDEO_SIDE", int, "longest side of a clip's frames, in pixels"),
@@ -121,7 +127,11 @@ _OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     ),
 }
 
-_CHOICES = {"precision": list(PRECISIONS), "cache_scope": ["global", "session"]}
+_CHOICES = {
+    "precision": list(ENGINE_PRECISIONS),
+    "engine": list(ENGINES),
+    "cache_scope": ["global", "session"],
+}
 
 _BOOL_FLAGS = {"share", "mcp", "no_cache", "offline"}
 
@@ -144,6 +154,7 @@ APP_FLAGS = [
     "download_mirror",
     "max_side",
     "precision",
+    "engine",
     "inference_workers",
     "max_pending",
     "video_side",

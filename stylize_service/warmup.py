@@ -13,6 +13,10 @@ inference it waits until no user request has waited for or run on the model
 nobody wants it. A user who arrives during an example's inference waits for that one
 (about a second at the default size). Progress and the summary are logged; a failure is
 logged and skipped, never raised.
+
+It first waits for the style's engine to settle (``StyleEngine.wait_ready``: a faster
+engine read from disk, or built on a machine's first start), so the examples are stored
+under the namespace of the engine that will serve them, not the torch one it replaces.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ log = logging.getLogger(__name__)
 #: How long the model must have been idle before an example may take it, in seconds.
 QUIET_S = 1.0
 _POLL_S = 0.05
+_ENGINE_POLL_S = 0.5
 
 
 @dataclass
@@ -106,11 +111,25 @@ def start_warming(
             if stop is not None and stop.is_set():
                 return
             time.sleep(_POLL_S)
+        if not _wait_for_engine(service, style, stop):
+            return
         warm_examples(service, paths, style, stop=stop)
 
     thread = threading.Thread(target=run, name="warm-examples", daemon=True)
     thread.start()
     return thread
+
+
+def _wait_for_engine(service: StylizeService, style: str, stop: threading.Event | None) -> bool:
+    """Wait until ``style``'s engine has settled (either way); False if stopped first."""
+    try:
+        engine = service.engine(style)
+    except AnimeGANError:
+        return True  # warm_examples logs the cause for each example
+    while not engine.wait_ready(_ENGINE_POLL_S):
+        if stop is not None and stop.is_set():
+            return False
+    return True
 
 
 def _wait_until_idle(service: StylizeService, quiet_s: float, stop: threading.Event | None) -> bool:

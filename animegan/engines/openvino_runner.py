@@ -1,0 +1,154 @@
+"""The OpenVINO engine: a converted model compiled for this CPU, run like the torch one.
+
+The compiled model takes any batch, height and width (converted with dynamic shapes), so
+a new photo size costs a shape inference on its first call, never a compile. Threads are
+the same count as torch's (``cpu_threads``: the CPUs this process may use), unpinned, so
+the OS can still schedule the app's other threads (hits) between them.
+
+Images above the torch engine's tile budget go to the torch engine, which tiles them with
+whole-image normalization statistics frozen from a downscaled pass; this engine runs only
+what fits one pass (the default longest side, 768, always does).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from animegan.engines.build import RECIPE_VERSION
+from animegan.engines.runner import EngineFailure, Progress
+from animegan.inference import Stylizer, check_rgb, cpu_threads, to_batch, to_image
+from animegan.models import ARCH_STRIDE
+
+log = logging.getLogger(__name__)
+
+#: A batch of frames goes through the model at once only when that measured faster per frame
+#: (bench/results/engine.md: it did not, at 320-512 px on 2 cores), else one by one.
+BATCH_THROUGH_MODEL = False
+#: Least PSNR (dB, on the [-1, 1] range) of the probe against float32 torch, per precision:
+#: a guard against a broken conversion, not the fidelity figure (that is the bench's).
+MIN_PROBE_PSNR_DB = {"fp32": 60.0, "bf16": 45.0, "int8": 32.0}
+
+
+@cache
+def core() -> Any:
+    """The process's one OpenVINO runtime."""
+    import openvino as ov
+
+    return ov.Core()
+
+
+def runtime_version() -> str:
+    """OpenVINO's major.minor: what may change a compiled model's output."""
+    import openvino as ov
+
+    return ".".join(ov.get_version().split(".")[:2])
+
+
+def compile_folder(folder: Path, hint: str) -> Any:
+    """Read the IR in ``folder`` and compile it for the CPU with inference precision ``hint``
+    ("bf16" or "f32") for whatever is not int8."""
+    model = core().read_model(folder / "model.xml")
+    return core().compile_model(
+        model,
+        "CPU",
+        {
+            "INFERENCE_PRECISION_HINT": hint,
+            "INFERENCE_NUM_THREADS": cpu_threads(),
+            "PERFORMANCE_HINT": "LATENCY",
+            "NUM_STREAMS": 1,
+            "ENABLE_CPU_PINNING": False,
+        },
+    )
+
+
+def compiled_precision(compiled: Any, kind: str) -> str:
+    """The precision label of ``compiled`` (built as ``kind``): what the CPU really runs."""
+    import openvino as ov
+
+    rest = "bf16" if compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.bf16 else "fp32"
+    if kind == "int8":
+        return "int8+bf16" if rest == "bf16" else "int8"
+    return rest
+
+
+def probe_psnr(compiled: Any, folder: Path) -> float:
+    """PSNR of ``compiled`` on the stored probe against float32 torch's output for it."""
+    probe = np.load(folder / "probe.npy", allow_pickle=False)
+    output = compiled(np.ascontiguousarray(probe[0]))[0]
+    mse = float(np.mean((output.astype(np.float64) - probe[1]) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(4.0 / mse)
+
+
+class OpenVINORunner:
+    """A compiled model for one style. Thread-safe; calls are serialized like torch's."""
+
+    engine = "openvino"
+
+    def __init__(
+        self,
+        fallback: Stylizer,
+        compiled: Any,
+        precision: str,
+        on_failure: Callable[[OpenVINORunner, BaseException], None],
+    ) -> None:
+        self.style = fallback.style
+        self.weights_sha256 = fallback.weights_sha256
+        self.precision = precision
+        self.device = "cpu"
+        #: The engine as the cache namespace names it: runtime version and recipe included.
+        self.engine_tag = f"openvino{runtime_version()}-r{RECIPE_VERSION}"
+        self.fallback = fallback
+        self.max_pixels = fallback.tile_size**2
+        self._compiled = compiled
+        self._request = compiled.create_infer_request()
+        self._stride = ARCH_STRIDE[fallback.style.arch]
+        self._on_failure = on_failure
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"OpenVINORunner(style={self.style.name!r}, precision={self.precision!r})"
+
+    def stylize(self, image: Image.Image, progress: Progress | None = None) -> Image.Image:
+        """Stylize an RGB image; the result has exactly the input's size."""
+        width, height = check_rgb(image)
+        if width * height > self.max_pixels:
+            return self.fallback.stylize(image, progress)
+        if progress is not None:
+            progress(0.0)
+        y = self._infer(to_batch([image], self._stride))
+        if progress is not None:
+            progress(1.0)
+        return to_image(y[:, :, :height, :width])
+
+    def stylize_batch(self, images: list[Image.Image]) -> list[Image.Image]:
+        """Stylize same-size RGB images (video frames)."""
+        if not BATCH_THROUGH_MODEL or len(images) < 2:
+            return [self.stylize(image) for image in images]
+        width, height = check_rgb(images[0])
+        if any(image.size != (width, height) for image in images):
+            raise ValueError("stylize_batch takes images of one size")
+        if width * height * len(images) > self.max_pixels:
+            return [self.stylize(image) for image in images]
+        y = self._infer(to_batch(images, self._stride))
+        return [to_image(y[i : i + 1, :, :height, :width]) for i in range(len(images))]
+
+    def _infer(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            with self._lock:
+                output = self._request.infer({0: x.numpy()})[0]
+            return torch.from_numpy(np.array(output, dtype=np.float32))
+        except Exception as exc:
+            self._on_failure(self, exc)
+            raise EngineFailure(
+                f"The OpenVINO engine failed ({type(exc).__name__}); the torch engine takes over."
+            ) from exc
