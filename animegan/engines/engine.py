@@ -33,6 +33,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from animegan.engines.build import INT8_KEEP, RECIPE_VERSION, calibration_photos
@@ -228,13 +229,16 @@ class StyleEngine:
 
         key = self._key(option)
         folder = self.store.find(key) or self._build(key)
-        compiled = ovr.compile_folder(folder, option.hint)
+        model = ovr.read_folder(folder)
+        compiled = ovr.compile_model(model, option.hint)
         precision = ovr.compiled_precision(compiled, option.kind)
         quality = ovr.probe_psnr(compiled, folder)
         bound = ovr.MIN_PROBE_PSNR_DB[precision.split("+")[0]]
         if quality < bound:
             raise RuntimeError(f"its probe is {quality:.1f} dB from float32, below {bound:.0f} dB")
-        return ovr.OpenVINORunner(self.fallback, compiled, precision, self.disable)
+        return ovr.OpenVINORunner(
+            self.fallback, compiled, precision, self.disable, partial(ovr.compile_model, model, option.hint)
+        )
 
     def _build(self, key: StoreKey) -> Path:
         """Build ``key`` in a low-priority child process and publish it in the store."""

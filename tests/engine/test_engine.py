@@ -21,9 +21,9 @@ from PIL import Image
 from animegan.engines import EngineFailure, label, load_engine
 from animegan.engines import engine as engine_module
 from animegan.engines.engine import StyleEngine, plan
-from animegan.engines.openvino_runner import OpenVINORunner
+from animegan.engines.openvino_runner import FIXED_SHAPES, OpenVINORunner
 from animegan.engines.store import FILES, ModelStore
-from animegan.inference import Stylizer
+from animegan.inference import Stylizer, to_batch
 from animegan.intake import open_image
 from stylize_service import settings as settings_module
 from stylize_service.service import StylizeService
@@ -82,9 +82,47 @@ def test_any_size_runs_on_the_one_converted_model(int8_engine, fp32_stylizer, sc
 def test_stylize_batch_gives_what_stylize_gives(int8_engine, scene):
     runner = int8_engine.current()
     frames = [scene.resize((320, 214)), scene.resize((320, 214)).transpose(Image.Transpose.FLIP_LEFT_RIGHT)]
+    for _ in range(2):  # the size seen twice: from now on its fixed-shape model runs it
+        runner.stylize(frames[0])
     batch = runner.stylize_batch(frames)
     singles = [runner.stylize(frame) for frame in frames]
     assert all(np.array_equal(np.asarray(b), np.asarray(s)) for b, s in zip(batch, singles, strict=True))
+
+
+def test_a_size_seen_again_runs_on_a_model_compiled_for_that_shape(int8_engine, fp32_stylizer, scene):
+    runner = int8_engine.current()
+    sizes = [(331, 217), (217, 331), (301, 203)]
+    shapes = [tuple(to_batch([scene.resize(size)], runner._stride).shape) for size in sizes]
+    image = scene.resize(sizes[0])
+    first = runner.stylize(image)  # a first sighting: the dynamic model, no compile
+    assert shapes[0] not in runner.fixed.shapes
+    again = runner.stylize(image)
+    assert runner.fixed.shapes[-1] == shapes[0]
+    # as faithful as the dynamic model (int8 rounds a little differently per compile)
+    expected = fp32_stylizer.stylize(image)
+    assert min(psnr(first, expected), psnr(again, expected)) >= MIN_PSNR_DB
+    for size in sizes[1:]:
+        runner.stylize(scene.resize(size))
+        runner.stylize(scene.resize(size))
+    # the most recently used are kept, the oldest dropped: memory stays bounded
+    assert runner.fixed.shapes == shapes[-FIXED_SHAPES:] and shapes[0] not in runner.fixed.shapes
+
+
+def test_a_failed_fixed_shape_compile_leaves_the_dynamic_model_running(int8_engine, scene, caplog):
+    runner = int8_engine.current()
+    calls: list[tuple[int, ...]] = []
+
+    def broken(shape: tuple[int, ...]):
+        calls.append(shape)
+        raise RuntimeError("no memory for it")
+
+    dynamic_only = OpenVINORunner(runner.fallback, runner._compiled, runner.precision, print, broken)
+    image = scene.resize((203, 141))
+    with caplog.at_level(logging.WARNING, logger="animegan.engines.openvino_runner"):
+        outputs = [dynamic_only.stylize(image) for _ in range(3)]
+    assert len(calls) == 1 and dynamic_only.fixed.shapes == []
+    assert all(np.array_equal(np.asarray(out), np.asarray(outputs[0])) for out in outputs)
+    assert sum("fixed shape" in record.getMessage() for record in caplog.records) == 1
 
 
 def test_images_above_the_tile_budget_go_to_the_torch_tiles(int8_engine, scene):
