@@ -519,7 +519,7 @@ def _video_tab(
             animation = gr.File(
                 label="…or an animated GIF / WebP",
                 file_types=[".gif", ".webp"],
-                height=90,
+                height=120,
                 type="filepath",
                 elem_id="animation-in",
             )

@@ -74,6 +74,15 @@ class Photo:
     def size(self) -> tuple[int, int]:
         return self.rgb.size
 
+    def with_alpha(self) -> Image.Image:
+        """``rgb`` with ``alpha`` put back (RGBA), or ``rgb`` itself when opaque: the picture
+        as the model sees it, alpha included (what the cache keys and calibrates on)."""
+        if self.alpha is None:
+            return self.rgb
+        rgba = self.rgb.copy()
+        rgba.putalpha(self.alpha)
+        return rgba
+
     def fit(self, max_side: int | None) -> Photo:
         """Downscale so the longest side is at most ``max_side``; never upscales.
 

@@ -92,16 +92,17 @@ class ClipOutcome:
         """'36 frames: 10 exact hits, 20 near-duplicate hits, 6 generated - 6 model runs - 3.21 s'."""
         took = format_duration(self.latency_ms)
         if self.kind == "exact":
-            return f"whole clip from the cache: {self.frames} frames - {took}"
+            return f"whole clip from the cache: {_count(self.frames, 'frame')} - {took}"
         counts = [
-            f"{self.counts.get('exact', 0)} exact hits",
-            f"{self.counts.get('fuzzy', 0)} near-duplicate hits",
+            _count(self.counts.get("exact", 0), "exact hit"),
+            _count(self.counts.get("fuzzy", 0), "near-duplicate hit"),
             f"{self.model_runs} generated",
         ]
         if self.counts.get("coalesced"):
             counts.append(f"{self.counts['coalesced']} waited for an identical request")
         head = "waited for an identical clip: " if self.kind == "coalesced" else ""
-        text = f"{head}{self.frames} frames: {', '.join(counts)} - {self.model_runs} model runs - {took}"
+        runs = _count(self.model_runs, "model run")
+        text = f"{head}{_count(self.frames, 'frame')}: {', '.join(counts)} - {runs} - {took}"
         if not self.cached:
             text += " (cache skipped)"
         return text + (f" ({self.note})" if self.note else "")
@@ -468,3 +469,8 @@ def _limits_json(limits: ClipLimits) -> dict[str, Any]:
 
 def _quiet(_fraction: float, _stage: str) -> None:
     return None
+
+
+def _count(n: int, noun: str) -> str:
+    """'1 exact hit', '2 exact hits'."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -127,15 +127,6 @@ def encode_png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def model_view(photo: Photo) -> Image.Image:
-    """The image the model sees, with its alpha: what the cache keys."""
-    if photo.alpha is None:
-        return photo.rgb
-    rgba = photo.rgb.copy()
-    rgba.putalpha(photo.alpha)
-    return rgba
-
-
 class StylizeService:
     """Stylize uploads through the result cache; safe to call from many threads.
 
@@ -269,7 +260,7 @@ class StylizeService:
                 query = fingerprint
 
                 def exact_key() -> str:  # only for a candidate that looks identical to the upload
-                    return str(query.keyed(model_view(self._photo(received))).pixel_sha)
+                    return str(query.keyed(self._photo(received).with_alpha()).pixel_sha)
 
                 hit = self.cache.lookup(
                     received.namespace,
@@ -305,7 +296,7 @@ class StylizeService:
         with self._waiting_slot():
             photo, also = self._photo_and_calibration(job)
             cache = self.cache if job.fingerprint is not None else None
-            fingerprint = job.fingerprint.keyed(model_view(photo)) if job.fingerprint is not None else None
+            fingerprint = job.fingerprint.keyed(photo.with_alpha()) if job.fingerprint is not None else None
             min_side = self._min_source_side(photo.info["size"])
             if cache is not None and fingerprint is not None and job.use_cache:
                 hit = cache.lookup(
@@ -323,7 +314,7 @@ class StylizeService:
             def compute() -> tuple[bytes, Meta]:
                 nonlocal calibration
                 if fingerprint is not None:  # measured beside the inference, stored with it
-                    picture = also if also is not None else model_view(photo)
+                    picture = also if also is not None else photo.with_alpha()
                     calibration = self.calibrator.start(fingerprint, lambda: picture)
                 output = self._run_model(job, photo, progress)
                 if photo.alpha is not None:

@@ -82,7 +82,7 @@ def photo(args: dict[str, Any], payloads: list[bytes]) -> Reply:
     also = args.get("also_side")
     if also is not None:
         other = open_image(data, max_side=int(also), subject=_subject(args))
-        header["also"], pixels = encode_image(_with_alpha(other))
+        header["also"], pixels = encode_image(other.with_alpha())
         replies.append(pixels)
     return Reply(header, replies)
 
@@ -105,14 +105,6 @@ def preview_from(header: dict[str, Any], payloads: list[bytes]) -> Preview:
     if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)):
         raise ValueError(f"bad frame box {box!r}")
     return Preview(image=image, frame=Frame(*map(float, box)), info=_checked_info(header.get("info")))
-
-
-def _with_alpha(found: Photo) -> Image.Image:
-    if found.alpha is None:
-        return found.rgb
-    rgba = found.rgb.copy()
-    rgba.putalpha(found.alpha)
-    return rgba
 
 
 def _subject(args: dict[str, Any]) -> str | None:
