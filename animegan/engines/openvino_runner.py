@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from functools import cache
@@ -48,6 +49,11 @@ MIN_PROBE_PSNR_DB = {"fp32": 60.0, "bf16": 45.0, "int8": 32.0}
 FIXED_SHAPES = 2
 #: Shapes remembered as seen once (a shape's second sighting compiles it).
 _SEEN_SHAPES = 64
+#: Fixed-shape compiles may take this long in all at once (about ten of them)...
+COMPILE_ALLOWANCE_S = 2.0
+#: ...and beyond it, this share of the time the model has run, so that photos of ever-new
+#: sizes, or more recurring sizes than ``FIXED_SHAPES``, cannot make every miss pay a compile.
+COMPILE_SHARE = 0.1
 
 
 @cache
@@ -118,8 +124,11 @@ class FixedShapes:
     recently used ``capacity`` are kept. Not thread-safe: the runner's lock serializes it.
 
     A shape seen for the first time gets None (the dynamic model runs it, so a one-off size
-    never pays a compile); on its second sighting it is compiled. A compile that fails is
-    logged once and turns this off: the dynamic model runs everything, as before.
+    never pays a compile); on its second sighting it is compiled, while compiling has taken
+    at most ``COMPILE_ALLOWANCE_S`` plus ``COMPILE_SHARE`` of the model's running time (told
+    by `ran`): sizes that keep changing cost at most a tenth more, never a compile per miss.
+    A compile that fails is logged once and turns this off: the dynamic model runs
+    everything, as before.
     """
 
     def __init__(self, compile_shape: Callable[[tuple[int, ...]], Any], capacity: int = FIXED_SHAPES) -> None:
@@ -128,11 +137,17 @@ class FixedShapes:
         self._requests: OrderedDict[tuple[int, ...], tuple[Any, Any]] = OrderedDict()
         self._seen: OrderedDict[tuple[int, ...], None] = OrderedDict()
         self._off = capacity <= 0
+        self._ran_s = 0.0
+        self._compiled_s = 0.0
 
     @property
     def shapes(self) -> list[tuple[int, ...]]:
         """The shapes compiled now, least recently used first."""
         return list(self._requests)
+
+    def ran(self, seconds: float) -> None:
+        """The model ran for ``seconds`` (either model): what buys later compiles."""
+        self._ran_s += seconds
 
     def request(self, shape: tuple[int, ...]) -> Any | None:
         """The infer request for exactly ``shape``, or None to run the dynamic model."""
@@ -147,6 +162,9 @@ class FixedShapes:
             if len(self._seen) > _SEEN_SHAPES:
                 self._seen.popitem(last=False)
             return None
+        if self._compiled_s > COMPILE_ALLOWANCE_S + COMPILE_SHARE * self._ran_s:
+            return None
+        started = time.perf_counter()
         try:
             compiled = self._compile(shape)
             infer_request = compiled.create_infer_request()
@@ -154,6 +172,8 @@ class FixedShapes:
             self._off = True
             log.warning("engine: compiling OpenVINO for a fixed shape failed (%s); dynamic shapes only", exc)
             return None
+        finally:
+            self._compiled_s += time.perf_counter() - started
         self._requests[shape] = (compiled, infer_request)
         while len(self._requests) > self.capacity:
             self._requests.popitem(last=False)
@@ -221,7 +241,9 @@ class OpenVINORunner:
             array = np.ascontiguousarray(x.numpy())
             with self._lock:
                 request = self.fixed.request(tuple(array.shape)) or self._request
+                started = time.perf_counter()
                 output = request.infer({0: array})[0]
+                self.fixed.ran(time.perf_counter() - started)
             return torch.from_numpy(np.array(output, dtype=np.float32))
         except Exception as exc:
             self._on_failure(self, exc)

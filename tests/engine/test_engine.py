@@ -12,13 +12,14 @@ import io
 import logging
 import math
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from animegan.engines import EngineFailure, label, load_engine
+from animegan.engines import EngineFailure, label, load_engine, openvino_runner
 from animegan.engines import engine as engine_module
 from animegan.engines.engine import StyleEngine, plan
 from animegan.engines.openvino_runner import FIXED_SHAPES, OpenVINORunner
@@ -123,6 +124,31 @@ def test_a_failed_fixed_shape_compile_leaves_the_dynamic_model_running(int8_engi
     assert len(calls) == 1 and dynamic_only.fixed.shapes == []
     assert all(np.array_equal(np.asarray(out), np.asarray(outputs[0])) for out in outputs)
     assert sum("fixed shape" in record.getMessage() for record in caplog.records) == 1
+
+
+def test_sizes_that_keep_changing_cost_at_most_a_share_in_compiles(monkeypatch):
+    """Three sizes in turn for two kept shapes would compile on every call; the budget holds
+    compiling to its share of the model's time (here with no allowance up front)."""
+    monkeypatch.setattr(openvino_runner, "COMPILE_ALLOWANCE_S", 0.0)
+    compiled: list[tuple[int, ...]] = []
+
+    class Compiled:
+        def create_infer_request(self):
+            return object()
+
+    def compile_shape(shape: tuple[int, ...]):
+        compiled.append(shape)
+        time.sleep(0.02)
+        return Compiled()
+
+    fixed = openvino_runner.FixedShapes(compile_shape, capacity=2)
+    shapes = [(1, 3, 64, 64 + 4 * k) for k in range(3)]
+    calls = 90
+    for call in range(calls):
+        fixed.request(shapes[call % 3])
+        fixed.ran(0.02)  # each run as long as a compile
+    # unbounded, every call from the fourth on would compile (87); the share allows 1 in 10
+    assert 3 <= len(compiled) <= calls * openvino_runner.COMPILE_SHARE + 2
 
 
 def test_images_above_the_tile_budget_go_to_the_torch_tiles(int8_engine, scene):
