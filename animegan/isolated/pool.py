@@ -31,7 +31,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from animegan.isolated.protocol import Message, ProtocolError, receive, send
+from animegan.isolated.protocol import Message, ProtocolError, SharedRegion, receive, send
 
 log = logging.getLogger(__name__)
 
@@ -73,16 +73,26 @@ class Worker:
 
     def __init__(self, memory: int, env: dict[str, str]) -> None:
         mine, theirs = socket.socketpair()
+        region = SharedRegion.create("animegan-worker-replies")
+        #: Where the worker puts a job's reply pixels (None: down the socket).
+        self.shared = region[0] if region else None
+        command = [sys.executable, "-m", "animegan.isolated.worker", str(theirs.fileno()), str(memory)]
+        passed = [theirs.fileno()]
+        if region is not None:
+            command += [str(region[1]), str(region[0].size)]
+            passed.append(region[1])
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "animegan.isolated.worker", str(theirs.fileno()), str(memory)],
-                pass_fds=(theirs.fileno(),),
+                command,
+                pass_fds=passed,
                 stdin=subprocess.DEVNULL,
                 env=env,
                 start_new_session=True,  # a Ctrl-C in the terminal is the server's to handle
             )
         finally:
             theirs.close()
+            if region is not None:
+                os.close(region[1])  # the mapping stays
         self.conn = Connection(os.dup(mine.fileno()))
         mine.close()
         self.jobs = 0
@@ -234,7 +244,7 @@ class WorkerPool:
                 if time.monotonic() > deadline:
                     worker.kill()
                     raise WorkerFailure("deadline", f"no answer within {budget.wall_s:g} s")
-            return receive(worker.conn, self.max_reply_bytes)
+            return receive(worker.conn, self.max_reply_bytes, worker.shared)
         except ProtocolError as exc:
             worker.kill()
             raise WorkerFailure("protocol", str(exc)) from exc

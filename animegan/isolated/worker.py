@@ -1,4 +1,4 @@
-"""A decoding worker: `python -m animegan.isolated.worker FD MEMORY_BYTES`.
+"""A decoding worker: `python -m animegan.isolated.worker FD MEMORY_BYTES [SHARED_FD SHARED_BYTES]`.
 
 Runs in a process of its own, started by `WorkerPool`, and serves one job at a time over
 the socket `FD`. Everything an untrusted file can make a decoder do happens here, where it
@@ -8,7 +8,8 @@ backstop to the pool's own watchdog, it runs at a lower priority than the server
 never writes a core file. A worker that hit its memory limit exits after answering, since
 a C library may be left in an odd state; the pool starts a fresh one.
 
-Replies are JSON headers and raw payloads (`protocol`), never pickles.
+Replies are JSON headers and raw payloads (`protocol`), never pickles; a job's one reply
+puts its payloads in the shared region `SHARED_FD` when the server gave one.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from multiprocessing.connection import Connection
 
 from animegan.errors import AnimeGANError
 from animegan.isolated import clip_jobs, jobs
-from animegan.isolated.protocol import Message, ProtocolError, receive, send
+from animegan.isolated.protocol import Message, ProtocolError, SharedRegion, receive, send
 
 JOBS = {**jobs.JOBS, **clip_jobs.JOBS}
 #: Niceness added to the worker: the server's own work (hits, the model) comes first.
@@ -36,19 +37,20 @@ MAX_REQUEST_BYTES = 300 << 20
 def main(argv: list[str]) -> int:
     fd, memory = int(argv[0]), int(argv[1])
     conn = Connection(fd)
+    shared = SharedRegion(int(argv[2]), int(argv[3])) if len(argv) >= 4 else None
     jobs.configure(memory)
-    _limit_process(memory)
+    _limit_process(memory)  # after mapping the region: it counts in the baseline
     send(conn, {"ready": True})
     while True:
         try:
             request = receive(conn, MAX_REQUEST_BYTES)
         except (EOFError, OSError, ProtocolError):
             return 0
-        if not _serve(conn, request):
+        if not _serve(conn, request, shared):
             return 0
 
 
-def _serve(conn: Connection, request: Message) -> bool:
+def _serve(conn: Connection, request: Message, shared: SharedRegion | None = None) -> bool:
     """Run one job and send its replies; False when this worker should exit now."""
     job = JOBS.get(str(request.header.get("job")))
     _limit_cpu(float(request.header.get("cpu_s", 10.0)))
@@ -61,7 +63,8 @@ def _serve(conn: Connection, request: Message) -> bool:
                 send(conn, {"ok": True, "more": True, **reply.header}, reply.payloads)
             send(conn, {"ok": True, "more": False, "end": True})
         else:
-            send(conn, {"ok": True, "more": False, **result.header}, result.payloads)
+            # a job's one reply: the server copies it out before it sends the next job
+            send(conn, {"ok": True, "more": False, **result.header}, result.payloads, shared)
     except AnimeGANError as exc:
         send(conn, {"ok": False, "error": type(exc).__name__, "reason": _reason(exc), "message": str(exc)})
     except MemoryError:

@@ -9,6 +9,8 @@ decoding, also while other processes keep every core busy.
 from __future__ import annotations
 
 import io
+import json
+import os
 import socket
 import subprocess
 import sys
@@ -24,7 +26,7 @@ from animegan.errors import ImageError
 from animegan.intake import open_image, open_preview
 from animegan.isolated import IsolatedDecoder, Upload
 from animegan.isolated.jobs import decode_image
-from animegan.isolated.protocol import ProtocolError, receive
+from animegan.isolated.protocol import ProtocolError, SharedRegion, receive, send
 from tests.support.hostile_files import (
     gif_with_padding,
     padded,
@@ -206,4 +208,35 @@ def test_a_workers_reply_is_checked_before_it_is_used():
     sender.send_bytes(b'{"ok": true, "payloads": 1}')
     sender.send_bytes(b"x" * 2048)
     with pytest.raises(ProtocolError):
+        receive(reader, 1024)
+
+
+def test_reply_pixels_in_the_shared_region_are_bounds_checked():
+    created = SharedRegion.create("test-replies", 4096)
+    assert created is not None  # Linux has memfd
+    region, fd = created
+    os.close(fd)
+    mine, theirs = socket.socketpair()
+    sender, reader = Connection(theirs.detach()), Connection(mine.detach())
+    pixels = bytes(range(256)) * 3
+    send(sender, {"ok": True}, [pixels, b"tail"], region)
+    message = receive(reader, 1024, region)
+    assert message.payloads == [pixels, b"tail"] and "shared" not in message.header
+    send(sender, {"ok": True}, [b"x" * 5000], region)  # does not fit: down the socket
+    assert receive(reader, 8192, region).payloads == [b"x" * 5000]
+    hostile = [
+        [[4000, 200]],  # past the region's end
+        [[-1, 10]],
+        [[0, 2000]],  # over the reply limit
+        [[0, 1.5]],
+        [0, 10],
+        "everything",
+        [[0, 1]] * 9,  # more payloads than a message may have
+    ]
+    for spans in hostile:
+        sender.send_bytes(json.dumps({"ok": True, "shared": spans, "payloads": 0}).encode())
+        with pytest.raises(ProtocolError):
+            receive(reader, 1024, region)
+    sender.send_bytes(b'{"ok": true, "shared": [[0, 4]], "payloads": 0}')
+    with pytest.raises(ProtocolError):  # a reader that gave no region takes none
         receive(reader, 1024)
