@@ -66,6 +66,22 @@ footer { display: none !important; }
 PANEL_TTL_S = 2.0
 
 
+def _untouched_preprocess(self, payload):
+    """Hand over the uploaded file's path as it is (the component's own preprocessing opens
+    the file in the server, or runs a system ffmpeg over it)."""
+    return _untouched(payload) or type(self).__base__.preprocess(self, payload)
+
+
+async def _async_move_refusing(self, url_or_file_path):
+    _refuse_url(url_or_file_path)
+    return await type(self).__base__.async_move_resource_to_block_cache(self, url_or_file_path)
+
+
+def _move_refusing(self, url_or_file_path):
+    _refuse_url(url_or_file_path)
+    return type(self).__base__.move_resource_to_block_cache(self, url_or_file_path)
+
+
 class UploadedImage(gr.Image):
     """An image input that hands over the uploaded file untouched, and only uploaded files.
 
@@ -77,36 +93,20 @@ class UploadedImage(gr.Image):
     every input goes through the upload route and its size limit.
     """
 
-    is_template = True  # rendered by the frontend's Image component (the first base class)
-
-    def preprocess(self, payload):
-        return _untouched(payload) or super().preprocess(payload)
-
-    async def async_move_resource_to_block_cache(self, url_or_file_path):
-        _refuse_url(url_or_file_path)
-        return await super().async_move_resource_to_block_cache(url_or_file_path)
-
-    def move_resource_to_block_cache(self, url_or_file_path):
-        _refuse_url(url_or_file_path)
-        return super().move_resource_to_block_cache(url_or_file_path)
+    is_template = True  # rendered by the frontend's Image component (`__base__`)
+    preprocess = _untouched_preprocess
+    async_move_resource_to_block_cache = _async_move_refusing
+    move_resource_to_block_cache = _move_refusing
 
 
 class UploadedVideo(gr.Video):
     """A clip input that hands over the uploaded file untouched (`gr.Video` may run a system
     ffmpeg over it), with `UploadedImage`'s refusals."""
 
-    is_template = True  # rendered by the frontend's Video component
-
-    def preprocess(self, payload):
-        return _untouched(payload) or super().preprocess(payload)
-
-    async def async_move_resource_to_block_cache(self, url_or_file_path):
-        _refuse_url(url_or_file_path)
-        return await super().async_move_resource_to_block_cache(url_or_file_path)
-
-    def move_resource_to_block_cache(self, url_or_file_path):
-        _refuse_url(url_or_file_path)
-        return super().move_resource_to_block_cache(url_or_file_path)
+    is_template = True  # rendered by the frontend's Video component (`__base__`)
+    preprocess = _untouched_preprocess
+    async_move_resource_to_block_cache = _async_move_refusing
+    move_resource_to_block_cache = _move_refusing
 
 
 def _untouched(payload) -> str | None:
