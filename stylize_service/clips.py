@@ -261,14 +261,17 @@ class _Run:
             _failures(upload),
             self.clips.pool.stream("clip", args, payloads, budget) as replies,
         ):
-            mp4: Mp4Writer | None = None
-            gif: GifWriter | None = None
-            try:
+            # writers finish on success and are abandoned on any error (which then shows as
+            # itself, e.g. an EngineFailure on the first frame, retried on torch by `stylize`)
+            with contextlib.ExitStack() as writers:
+                mp4: Mp4Writer | None = None
+                gif: GifWriter | None = None
                 for reply in replies:
                     if info is None:
                         info = _parsed(upload, partial(info_from, reply.header))
-                        mp4 = Mp4Writer(silent, frame_rate=info.frame_rate)
-                        gif = GifWriter(gif_path, loop=info.loop) if info.kind == "gif" else None
+                        mp4 = writers.enter_context(Mp4Writer(silent, frame_rate=info.frame_rate))
+                        if info.kind == "gif":
+                            gif = writers.enter_context(GifWriter(gif_path, loop=info.loop))
                         continue
                     frame = _parsed(upload, partial(frame_from, reply.header, reply.payloads))
                     self._report(frame.index, info)
@@ -277,12 +280,8 @@ class _Run:
                         if writer is not None:
                             writer.write(out)
                     frames, size = frames + 1, out.image.size
-            finally:
-                for writer in (mp4, gif):
-                    if writer is not None:
-                        writer.close()
-        if info is None or frames == 0:
-            raise VideoError(f"{upload.subject} has no frames to stylize.", "no_video")
+                if info is None or frames == 0:
+                    raise VideoError(f"{upload.subject} has no frames to stylize.", "no_video")
         self.progress(1.0, "Adding the sound" if info.audio else "Encoding")
         final, audio, note = self._with_sound(silent, folder / "final.mp4", info)
         mp4_bytes = final.read_bytes()

@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import av
 import av.container
@@ -51,6 +51,9 @@ _BT709 = 1  # AVCOL_SPC_BT709, AVCOL_PRI_BT709, AVCOL_TRC_BT709
 _LIMITED_RANGE = 1  # AVCOL_RANGE_MPEG: what players expect of H.264
 
 
+W = TypeVar("W", bound="_Writer")
+
+
 class _Writer:
     """Shared by both writers: lazy set-up at the first frame, partial files removed on failure."""
 
@@ -62,7 +65,7 @@ class _Writer:
         self._size: tuple[int, int] | None = None
         self._pending: dict[int, int] = {}  # pts -> duration of frames inside the encoder
 
-    def __enter__(self) -> _Writer:
+    def __enter__(self: W) -> W:
         return self
 
     def __exit__(self, exc_type: object, *exc: object) -> None:

@@ -12,6 +12,7 @@ import av
 import pytest
 from PIL import Image
 
+from animegan.engines import EngineFailure
 from animegan.errors import VideoError
 from animegan.intake import fitted_size
 from cache_store import ResultCache
@@ -181,3 +182,23 @@ def make_limits():
     from animegan.video import ClipLimits
 
     return ClipLimits(max_duration=30.0, max_frames=60)
+
+
+def test_an_engine_failure_on_the_first_frame_is_retried_not_masked(services, tmp_path, monkeypatch):
+    """The writers are abandoned, not finished, when a frame fails: the failure itself reaches
+    `stylize`, which runs the clip once more on the engine now current."""
+    photos, clips = services
+    real, calls = photos.run_model, []
+
+    def fails_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise EngineFailure("The OpenVINO engine failed (test); the torch engine takes over.")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(photos, "run_model", fails_once)
+    clip = make.write_video(tmp_path / "still.mp4", make.still_shot(6, (192, 108), seed=3), fps=12)
+    outcome = clips.stylize(clip, "hayao")
+    assert outcome.frames == 6 and len(calls) >= 2
+    frames, _, _ = decoded(outcome.mp4)
+    assert len(frames) == 6
