@@ -256,32 +256,32 @@ class _Run:
         silent, gif_path = folder / "silent.mp4", folder / "clip.gif"
         info: ClipInfo | None = None
         frames, size = 0, (0, 0)
+        # the writers finish on success and are abandoned on any error (which then shows as
+        # itself, e.g. an EngineFailure on the first frame, retried on torch by `stylize`)
         with (
             self.photos.decode_slots.slot(self.client.key),
             _failures(upload),
             self.clips.pool.stream("clip", args, payloads, budget) as replies,
+            contextlib.ExitStack() as writers,
         ):
-            # writers finish on success and are abandoned on any error (which then shows as
-            # itself, e.g. an EngineFailure on the first frame, retried on torch by `stylize`)
-            with contextlib.ExitStack() as writers:
-                mp4: Mp4Writer | None = None
-                gif: GifWriter | None = None
-                for reply in replies:
-                    if info is None:
-                        info = _parsed(upload, partial(info_from, reply.header))
-                        mp4 = writers.enter_context(Mp4Writer(silent, frame_rate=info.frame_rate))
-                        if info.kind == "gif":
-                            gif = writers.enter_context(GifWriter(gif_path, loop=info.loop))
-                        continue
-                    frame = _parsed(upload, partial(frame_from, reply.header, reply.payloads))
-                    self._report(frame.index, info)
-                    out = ClipFrame(self._stylized(frame.image), frame.index, frame.time, frame.duration)
-                    for writer in (mp4, gif):
-                        if writer is not None:
-                            writer.write(out)
-                    frames, size = frames + 1, out.image.size
-                if info is None or frames == 0:
-                    raise VideoError(f"{upload.subject} has no frames to stylize.", "no_video")
+            mp4: Mp4Writer | None = None
+            gif: GifWriter | None = None
+            for reply in replies:
+                if info is None:
+                    info = _parsed(upload, partial(info_from, reply.header))
+                    mp4 = writers.enter_context(Mp4Writer(silent, frame_rate=info.frame_rate))
+                    if info.kind == "gif":
+                        gif = writers.enter_context(GifWriter(gif_path, loop=info.loop))
+                    continue
+                frame = _parsed(upload, partial(frame_from, reply.header, reply.payloads))
+                self._report(frame.index, info)
+                out = ClipFrame(self._stylized(frame.image), frame.index, frame.time, frame.duration)
+                for writer in (mp4, gif):
+                    if writer is not None:
+                        writer.write(out)
+                frames, size = frames + 1, out.image.size
+            if info is None or frames == 0:
+                raise VideoError(f"{upload.subject} has no frames to stylize.", "no_video")
         self.progress(1.0, "Adding the sound" if info.audio else "Encoding")
         final, audio, note = self._with_sound(silent, folder / "final.mp4", info)
         mp4_bytes = final.read_bytes()
