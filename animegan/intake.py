@@ -77,11 +77,7 @@ class Photo:
     def with_alpha(self) -> Image.Image:
         """``rgb`` with ``alpha`` put back (RGBA), or ``rgb`` itself when opaque: the picture
         as the model sees it, alpha included (what the cache keys and calibrates on)."""
-        if self.alpha is None:
-            return self.rgb
-        rgba = self.rgb.copy()
-        rgba.putalpha(self.alpha)
-        return rgba
+        return apply_alpha(self.rgb, self.alpha)
 
     def fit(self, max_side: int | None) -> Photo:
         """Downscale so the longest side is at most ``max_side``; never upscales.

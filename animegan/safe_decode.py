@@ -239,6 +239,11 @@ def damaged(subject: str, exc: BaseException) -> ImageError:
             "Please upload it again.",
             "truncated",
         )
+    return broken(subject)
+
+
+def broken(subject: str) -> ImageError:
+    """Pixels that cannot be decoded (a decoder's failure, or a worker that crashed on them)."""
     return ImageError(
         f"{subject} is damaged and its pixels cannot be decoded; please upload it again "
         "or try another copy of the picture.",

@@ -20,7 +20,6 @@ Usage: python -m bench.bench_hostile (weights as for the tests). Writes bench/re
 
 from __future__ import annotations
 
-import io
 import statistics
 import subprocess
 import sys
@@ -33,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bench.common import machine_line, photo_paths, table, weights_dir, write_result
+from bench.common import encoded, machine_line, photo_paths, table, weights_dir, write_result
 from bench.e2e.apps import Call, call, client, real_app
 from tests.support.hostile_files import (
     gif_with_padding,
@@ -48,12 +47,6 @@ from tests.support.hostile_files import (
 EXACT_EVERY_S = 0.25
 ORDINARY_PHOTOS = 16
 BURNERS = 3
-
-
-def encoded(image: Image.Image, fmt: str, **options: object) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
-    return buffer.getvalue()
 
 
 def progressive_jpeg() -> bytes:

@@ -186,7 +186,7 @@ class ClipService:
         clip_ns = f"{frames_ns}|{CLIP_FORMAT_VERSION}"
         cache = self.photos.cache
         report = progress or _quiet
-        cache_client = None if scope else (client.address or client.session)
+        cache_client = client.cache_client(scope)
         run = _Run(self, upload, runner, frames_ns, client, cache_client, use_cache, report)
         if cache is None:
             value, meta = run.compute()
@@ -210,7 +210,9 @@ class ClipService:
         """The workers that decode clips, started on first use."""
         with self._pool_lock:
             if self._pool is None:
-                self._pool = WorkerPool(self._workers, self._memory, max_reply_bytes=64 << 20, name="clip")
+                self._pool = WorkerPool(
+                    self._workers, self._memory, max_reply_bytes=64 << 20, name="clip", clips=True
+                )
             return self._pool
 
     def close(self) -> None:

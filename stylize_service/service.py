@@ -94,6 +94,11 @@ class Client:
     def key(self) -> str:
         return self.session or self.address or "local"
 
+    def cache_client(self, scope: str | None) -> str | None:
+        """Who asks, as the cache's eviction tells clients apart; within a private scope
+        only the same visitor ever hits, so no client is named there."""
+        return None if scope else (self.address or self.session)
+
 
 LOCAL = Client()
 
@@ -230,9 +235,7 @@ class StylizeService:
         upload = Upload.read(source, limit=MAX_UPLOAD_BYTES, subject=subject or _subject(source))
         runner = self.stylizer(style)  # once per request: see `Received.runner`
         namespace = self.namespace(runner, scope)
-        # Eviction keeps what other clients come back for; within a private scope only the
-        # same visitor ever hits, so no client is named there.
-        cache_client = None if scope else (client.address or client.session)
+        cache_client = client.cache_client(scope)
         received = Received(
             started, style, namespace, runner, upload, use_cache, client, warm_up, cache_client, scope
         )
@@ -296,7 +299,8 @@ class StylizeService:
         with self._waiting_slot():
             photo, also = self._photo_and_calibration(job)
             cache = self.cache if job.fingerprint is not None else None
-            fingerprint = job.fingerprint.keyed(photo.with_alpha()) if job.fingerprint is not None else None
+            view = photo.with_alpha()  # what the cache keys and calibrates on
+            fingerprint = job.fingerprint.keyed(view) if job.fingerprint is not None else None
             min_side = self._min_source_side(photo.info["size"])
             if cache is not None and fingerprint is not None and job.use_cache:
                 hit = cache.lookup(
@@ -314,9 +318,9 @@ class StylizeService:
             def compute() -> tuple[bytes, Meta]:
                 nonlocal calibration
                 if fingerprint is not None:  # measured beside the inference, stored with it
-                    picture = also if also is not None else photo.with_alpha()
+                    picture = also if also is not None else view
                     calibration = self.calibrator.start(fingerprint, lambda: picture)
-                output = self._run_model(job, photo, progress)
+                output = self.run_model(job.runner, photo.rgb, job.client, progress)
                 if photo.alpha is not None:
                     output = apply_alpha(output, photo.alpha)
                 return encode_png(output), {"width": output.width, "height": output.height}
@@ -435,9 +439,6 @@ class StylizeService:
     def _decode_photo(self, received: Received, also: int | None) -> tuple[Photo, Image.Image | None]:
         with self.decode_slots.slot(received.client.key):
             return self.decoder.photo(received.upload, max_side=self.max_side, also_side=also)
-
-    def _run_model(self, job: Job, photo: Photo, progress: Progress | None) -> Image.Image:
-        return self.run_model(job.runner, photo.rgb, job.client, progress)
 
     def run_model(
         self, runner: Runner, rgb: Image.Image, client: Client, progress: Progress | None = None

@@ -135,7 +135,8 @@ class StyleEngine:
         in a background thread (returns at once)."""
         if self._thread is not None or self._settled.is_set():
             return self
-        if self._stored(self.options[0]) and self._try(self.options[0]):
+        stored = self._stored(self.options[0])
+        if stored is not None and self._try(self.options[0], stored):
             self._settled.set()
             return self
         name = f"engine-{self.fallback.style.name}"
@@ -164,10 +165,11 @@ class StyleEngine:
         finally:
             self._settled.set()
 
-    def _try(self, option: Option) -> bool:
-        """Load ``option`` (from the store, else built) and switch to it; False if it fails."""
+    def _try(self, option: Option, folder: Path | None = None) -> bool:
+        """Load ``option`` (from ``folder``, found in the store already, else from the store,
+        else built) and switch to it; False if it fails."""
         try:
-            self._fast = self._load(option)
+            self._fast = self._load(option, folder)
         except Exception as exc:  # a native converter raises anything
             _log_once(
                 logging.WARNING,
@@ -181,14 +183,14 @@ class StyleEngine:
         log.info("engine: %s now runs on %r", self.fallback.style.name, self._fast)
         return True
 
-    def _stored(self, option: Option) -> bool:
-        """Whether OpenVINO runs here and ``option``'s model is in the store already."""
+    def _stored(self, option: Option) -> Path | None:
+        """``option``'s folder in the store (checked), if OpenVINO runs here and it is there."""
         if _runtime_problem() is not None:
-            return False
+            return None
         try:
-            return self.store.find(self._key(option)) is not None
+            return self.store.find(self._key(option))
         except Exception:  # an unreadable store: the background path logs it
-            return False
+            return None
 
     def disable(self, runner: Runner, exc: BaseException) -> None:
         """Switch ``runner`` off after a run-time failure: torch serves from now on."""
@@ -224,11 +226,12 @@ class StyleEngine:
             recipe=RECIPE_VERSION,
         )
 
-    def _load(self, option: Option) -> Runner:
+    def _load(self, option: Option, folder: Path | None = None) -> Runner:
         from animegan.engines import openvino_runner as ovr
 
-        key = self._key(option)
-        folder = self.store.find(key) or self._build(key)
+        if folder is None:
+            key = self._key(option)
+            folder = self.store.find(key) or self._build(key)
         model = ovr.read_folder(folder)
         compiled = ovr.compile_model(model, option.hint)
         precision = ovr.compiled_precision(compiled, option.kind)

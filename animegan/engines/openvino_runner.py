@@ -19,7 +19,6 @@ what fits one pass (the default longest side, 768, always does).
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections import OrderedDict
@@ -36,6 +35,7 @@ from animegan.engines.build import RECIPE_VERSION
 from animegan.engines.runner import EngineFailure, Progress
 from animegan.inference import Stylizer, check_rgb, cpu_threads, to_batch, to_image
 from animegan.models import ARCH_STRIDE
+from animegan.precision import psnr
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +111,7 @@ def probe_psnr(compiled: Any, folder: Path) -> float:
     """PSNR of ``compiled`` on the stored probe against float32 torch's output for it."""
     probe = np.load(folder / "probe.npy", allow_pickle=False)
     output = compiled(np.ascontiguousarray(probe[0]))[0]
-    mse = float(np.mean((output.astype(np.float64) - probe[1]) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(4.0 / mse)
+    return psnr(torch.from_numpy(np.asarray(output)), torch.from_numpy(probe[1]))
 
 
 def _no_compile(shape: tuple[int, ...]) -> Any:
@@ -196,7 +195,6 @@ class OpenVINORunner:
         self.style = fallback.style
         self.weights_sha256 = fallback.weights_sha256
         self.precision = precision
-        self.device = "cpu"
         #: The engine as the cache namespace names it: runtime version and recipe included.
         self.engine_tag = f"openvino{runtime_version()}-r{RECIPE_VERSION}"
         self.fallback = fallback

@@ -18,7 +18,7 @@ import logging
 import os
 import shutil
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,9 +90,7 @@ class ModelStore:
         process published the same key first, theirs is kept and ``temp`` is dropped."""
         manifest = {
             "format": _FORMAT,
-            **{name: getattr(key, name) for name in ("style", "weights_sha256", "runtime", "kind")},
-            "runtime_version": key.runtime_version,
-            "recipe": key.recipe,
+            **asdict(key),
             "files": {name: _sha256(temp / name) for name in FILES},
             **facts,
         }

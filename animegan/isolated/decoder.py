@@ -27,7 +27,7 @@ from animegan.intake import Photo, Preview
 from animegan.isolated import jobs
 from animegan.isolated.pool import Budget, JobError, WorkerFailure, WorkerPool
 from animegan.isolated.wire import Reply
-from animegan.safe_decode import decode_budget, too_much_memory
+from animegan.safe_decode import broken, decode_budget, too_complex, too_much_memory
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class IsolatedDecoder:
         except WorkerFailure as failure:
             log.info("%s: %s job stopped (%s)", upload.sha256[:12], job, failure)
             raise _failure_error(upload, failure.why) from None
-        return Reply(reply.header, reply.payloads)
+        return reply
 
     @staticmethod
     def _parsed(upload: Upload, parse: Callable[[], T]) -> T:
@@ -165,15 +165,7 @@ def _job_error(upload: Upload, header: dict[str, Any]) -> AnimeGANError:
 def _failure_error(upload: Upload, why: str) -> ImageError:
     subject = upload.subject
     if why in ("cpu", "deadline"):
-        return ImageError(
-            f"{subject} takes too long to decode (it may be crafted to); please save it again as a "
-            "plain JPEG or PNG.",
-            "too_complex",
-        )
+        return too_complex(subject)
     if why == "memory":
         return too_much_memory(subject)
-    return ImageError(
-        f"{subject} is damaged and its pixels cannot be decoded; please upload it again or try "
-        "another copy of the picture.",
-        "damaged",
-    )
+    return broken(subject)

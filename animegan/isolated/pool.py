@@ -31,7 +31,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from animegan.isolated.protocol import Message, ProtocolError, SharedRegion, receive, send
+from animegan.isolated.protocol import CLIP_JOBS_ENV, Message, ProtocolError, SharedRegion, receive, send
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,7 @@ class Worker:
             self.process.wait(timeout=5)
         with contextlib.suppress(OSError):
             self.conn.close()
+        self._unmap()
 
     def close(self) -> None:
         """Ask the worker to exit (end of its input), then make sure it did."""
@@ -139,6 +140,13 @@ class Worker:
             self.process.wait(timeout=2)
         except subprocess.TimeoutExpired:
             self.kill()
+        self._unmap()
+
+    def _unmap(self) -> None:
+        """Release the reply region (the worker is gone, nothing reads it any more)."""
+        if self.shared is not None:
+            with contextlib.suppress(Exception):
+                self.shared.close()
 
     def failure(self) -> WorkerFailure:
         """Why the worker stopped answering, from how its process ended."""
@@ -162,7 +170,9 @@ class WorkerPool:
     fairness between visitors is the caller's policy).
     """
 
-    def __init__(self, size: int, memory: int, *, max_reply_bytes: int, name: str = "decode") -> None:
+    def __init__(
+        self, size: int, memory: int, *, max_reply_bytes: int, name: str = "decode", clips: bool = False
+    ) -> None:
         if size < 1:
             raise ValueError("a worker pool needs at least one worker")
         self.size = size
@@ -173,7 +183,7 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._live = 0
         self._closed = False
-        self._env = _worker_env()
+        self._env = _worker_env(clips)
         for _ in range(size):
             self._start_in_background()
 
@@ -323,9 +333,11 @@ class WorkerPool:
             self._live -= 1
 
 
-def _worker_env() -> dict[str, str]:
-    """The server's environment, with the numeric libraries held to one thread each."""
+def _worker_env(clips: bool) -> dict[str, str]:
+    """The server's environment, with the numeric libraries held to one thread each, and
+    whether the workers run clip jobs too (only they load PyAV and its FFmpeg)."""
     env = dict(os.environ)
+    env[CLIP_JOBS_ENV] = "1" if clips else "0"
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[name] = "1"
     root = str(Path(__file__).resolve().parents[2])

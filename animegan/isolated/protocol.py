@@ -24,6 +24,8 @@ from typing import Any
 MAX_HEADER_BYTES = 64 << 10
 #: At most this many payloads follow one header.
 MAX_PAYLOADS = 8
+#: Set in a worker's environment to "1" when it runs clip jobs as well as photo jobs.
+CLIP_JOBS_ENV = "ANIMEGAN_WORKER_CLIPS"
 #: Size of a worker's shared reply region: a photo job's reply (768 px RGBA and a smaller
 #: copy) fits; a larger reply goes down the socket as before.
 SHARED_BYTES = 8 << 20

@@ -4,19 +4,18 @@ pictures as their raw pixels, checked against their header before they are used.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image
+
+from animegan.isolated.protocol import Message
 
 #: The modes pictures travel in, and their bytes per pixel.
 MODES = {"L": 1, "RGB": 3, "RGBA": 4}
 
 
-@dataclass
-class Reply:
-    header: dict[str, Any]
-    payloads: list[bytes] = field(default_factory=list)
+#: What a job answers: a protocol message (JSON header, raw payloads).
+Reply = Message
 
 
 #: A job: the request's JSON arguments and raw payloads in, one reply or a stream of them out.
